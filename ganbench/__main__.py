@@ -1,0 +1,5 @@
+"""`python -m ganbench` runs the command line, as the `ganbench` script does."""
+
+from ganbench.cli import main
+
+main()

@@ -1,0 +1,265 @@
+"""The `ganbench` command line: parse, call one library function, render with rich."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ganbench import __version__
+from ganbench.errors import GanbenchError, WorkFailed
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark GANs with Lipschitz discriminators (SN, GN, PGN, GraN, WGAN-GP, LGAN max-GP, CR).",
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+class RichProgress:
+    """The library's Progress protocol drawn as a rich bar with rate and ETA."""
+
+    def __init__(self, unit: str = "step") -> None:
+        self.unit = unit
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def start(self, task: str, total: int | None, completed: int = 0) -> None:
+        self.finish()
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=errors,
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(task, total=total, completed=completed, rate="", info="")
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        if self._bar is None:
+            return
+        update: dict[str, Any] = {"advance": n}
+        task = self._bar.tasks[0]
+        if task.speed:
+            update["rate"] = f"{task.speed:.1f} {self.unit}/s"
+        if fields:
+            update["info"] = " ".join(f"{key}={_short(value)}" for key, value in fields.items())
+        self._bar.update(self._task, **update)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _guarded(work: Callable[[], Any]) -> Any:
+    """Run `work`, turning user errors into one line and exit code 2, failed work into exit code 1."""
+    try:
+        return work()
+    except GanbenchError as err:
+        errors.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(err.exit_code) from None
+    except WorkFailed as err:
+        errors.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(err.exit_code) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted: the run was checkpointed; run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+def default_run_dir(recipe_path: Path, overrides: list[str], results: Path = Path("results")) -> Path:
+    """results/<recipe name>, plus the recipe's short hash when --set changed it."""
+    from ganbench import recipe as recipes
+
+    resolved = recipes.load(recipe_path, overrides)
+    if not overrides or resolved.hash() == recipes.load(recipe_path).hash():
+        return results / resolved.name
+    return results / f"{resolved.name}-{resolved.hash()[:8]}"
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a recipe key: --set train.steps=2000 (value read as a TOML literal)."),
+]
+
+
+@app.command()
+def train(
+    recipe_path: Annotated[Path, typer.Argument(metavar="RECIPE.toml", help="The recipe to train.")],
+    overrides: SetOption = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run directory; default results/<recipe name> (+ hash when --set changed the recipe)."),
+    ] = None,
+) -> None:
+    """Train one recipe into a run directory; an existing run directory of the same recipe resumes."""
+    from ganbench import recipe as recipes
+    from ganbench.store import RunDir
+    from ganbench.train.loop import train as train_recipe
+
+    def work() -> None:
+        resolved = recipes.load(recipe_path, overrides or [])
+        target = RunDir(run_dir or default_run_dir(recipe_path, overrides or []))
+        console.print(f"training [bold]{resolved.name}[/bold] into {target.root}", soft_wrap=True)
+        info = train_recipe(resolved, target, RichProgress(), _training_evaluator())
+        _print_run_summary(target, info)
+
+    _guarded(work)
+
+
+def _training_evaluator() -> Callable[..., Any]:
+    from ganbench.metrics.evaluate import TrainingEvaluator
+
+    return TrainingEvaluator
+
+
+def _print_run_summary(run: Any, info: dict[str, Any]) -> None:
+    table = Table(title=f"{info.get('name')} — {info.get('status')} at step {info.get('step')}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    history = run.read_history()
+    if not history.empty:
+        last = history.iloc[-1]
+        for column in ("loss_d", "loss_g", "grad_norm_real", "grad_norm_fake", "g_steps_per_s"):
+            if column in last:
+                table.add_row(f"{column} (last log)", f"{last[column]:.4g}")
+    metrics = run.read_metrics()
+    if not metrics.empty:
+        final = metrics[metrics["step"] == metrics["step"].max()]
+        for row in final.itertuples():
+            table.add_row(f"{row.metric} ({row.generator}, step {row.step})", f"{row.value:.4g}")
+    best = info.get("best")
+    if best:
+        table.add_row("best checkpoint", f"step {best['step']} by {best['metric']} of {best['generator']} G")
+    console.print(table)
+    console.print(f"run directory: {run.root}")
+
+
+@app.command("eval")
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory made by `ganbench train`.")],
+    checkpoint: Annotated[str, typer.Option(help="best, last, all, or a step number.")] = "best",
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Evaluate the EMA generator or the raw one.")] = True,
+    num_samples: Annotated[int | None, typer.Option(help="Generated samples; default the recipe's (50k).")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Comma list of fid,is,kid,pr; default the recipe's.")] = None,
+    backend: Annotated[str | None, typer.Option(help="torch-fidelity (default) or pytorch-fid.")] = None,
+    inception_weights: Annotated[
+        str | None, typer.Option(help="Local Inception weights file (also $GANBENCH_INCEPTION_WEIGHTS).")
+    ] = None,
+    ref_stats: Annotated[str | None, typer.Option(help="Reference statistics .npz (TTUR mu/sigma) to use.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    force: Annotated[bool, typer.Option(help="Recompute scores already present for the same protocol.")] = False,
+) -> None:
+    """Score checkpoints of a run; one row per (checkpoint, metric) is appended to metrics.parquet."""
+    from ganbench.metrics.evaluate import evaluate_run
+    from ganbench.store import RunDir
+
+    def work() -> None:
+        rows = evaluate_run(
+            RunDir(run_dir), checkpoints=checkpoint, ema=ema, num_samples=num_samples,
+            metrics=metrics.split(",") if metrics else None, backend=backend, inception_weights=inception_weights,
+            ref_stats=ref_stats, force=force, device=device, progress=RichProgress("img"),
+        )
+        if rows.empty:
+            console.print("nothing to do: these scores are already in metrics.parquet (use --force to recompute)")
+            return
+        table = Table(title=f"{run_dir}")
+        for column in ("checkpoint", "step", "generator", "metric", "value", "n_fake", "ref_split", "extractor"):
+            table.add_column(column, justify="right" if column in ("step", "value", "n_fake") else "left")
+        for row in rows.to_dict("records"):
+            table.add_row(str(row["checkpoint"]), str(row["step"]), row["generator"], row["metric"],
+                          f"{row['value']:.4f}", str(row["n_fake"]), str(row["ref_split"]), str(row["extractor"]))
+        console.print(table)
+
+    _guarded(work)
+
+
+@app.command()
+def stats(
+    dataset: Annotated[str, typer.Argument(help="A dataset name: cifar10, cifar10-jpeg, stl10, folder, ...")],
+    split: Annotated[str, typer.Option(help="train, test, unlabeled, all; default the papers' choice.")] = "",
+    size: Annotated[int, typer.Option(help="Resize to this many pixels; 0 keeps the dataset's own (STL-10: 48).")] = 0,
+    root: Annotated[str, typer.Option(help="Where the dataset's files are.")] = "data",
+    backend: Annotated[str, typer.Option(help="torch-fidelity (default) or pytorch-fid.")] = "torch-fidelity",
+    inception_weights: Annotated[
+        str | None, typer.Option(help="Local Inception weights file (also $GANBENCH_INCEPTION_WEIGHTS).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per Inception batch.")] = 250,
+    export: Annotated[Path | None, typer.Option(help="Also write the statistics to this TTUR .npz.")] = None,
+) -> None:
+    """Compute (or read from the cache) a dataset split's Inception reference statistics."""
+    from ganbench.errors import RecipeError
+    from ganbench.metrics.inception import build_extractor
+    from ganbench.metrics.refstats import reference_statistics, save_npz
+    from ganbench.recipe import DataConfig
+    from ganbench.train.loop import resolve_device
+
+    def work() -> None:
+        if size < 0:
+            raise RecipeError(f"--size {size}: must be 0 (the dataset's own size) or a positive pixel count")
+        extractor = build_extractor(backend, inception_weights, resolve_device(device))
+        cfg = DataConfig(name=dataset, root=root, split=split or "train", size=size)
+        result = reference_statistics(cfg, extractor, split=split, batch_size=batch_size, progress=RichProgress("img"))
+        table = Table(title=f"reference statistics: {result.dataset} {result.split}")
+        table.add_column("field")
+        table.add_column("value")
+        for name, value in (("images", result.n), ("dataset hash", result.dataset_hash), ("cache key", result.key),
+                            ("extractor", extractor.name), ("weights", extractor.weights),
+                            ("resize", extractor.resize)):
+            table.add_row(name, str(value))
+        console.print(table)
+        if export is not None:
+            save_npz(export, result)
+            console.print(f"written: {export}")
+
+    _guarded(work)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"ganbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Benchmark GANs with Lipschitz discriminators."""
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exit_:
+        sys.exit(exit_.code)

@@ -1,0 +1,66 @@
+"""The standard CNN of the SN-GAN and GN-GAN papers, for 32 px (M = 4) and 48 px (M = 6) images."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganbench.nets import NETS, NetSpec
+from ganbench.recipe import ModelConfig
+
+
+class Generator(nn.Module):
+    def __init__(self, z_dim: int, m: int, ch: int = 64) -> None:
+        super().__init__()
+        self.m, self.top = m, ch * 8
+        self.linear = nn.Linear(z_dim, m * m * ch * 8)
+        self.main = nn.Sequential(
+            nn.BatchNorm2d(ch * 8), nn.ReLU(),
+            nn.ConvTranspose2d(ch * 8, ch * 4, 4, 2, 1), nn.BatchNorm2d(ch * 4), nn.ReLU(),
+            nn.ConvTranspose2d(ch * 4, ch * 2, 4, 2, 1), nn.BatchNorm2d(ch * 2), nn.ReLU(),
+            nn.ConvTranspose2d(ch * 2, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, 3, 3, 1, 1), nn.Tanh(),
+        )
+        _normal_init(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(self.linear(z).view(-1, self.top, self.m, self.m))
+
+
+class Discriminator(nn.Module):
+    def __init__(self, m: int, ch: int = 64) -> None:
+        super().__init__()
+        act = nn.LeakyReLU(0.1)
+        self.main = nn.Sequential(
+            nn.Conv2d(3, ch, 3, 1, 1), act,
+            nn.Conv2d(ch, ch * 2, 4, 2, 1), act,
+            nn.Conv2d(ch * 2, ch * 2, 3, 1, 1), act,
+            nn.Conv2d(ch * 2, ch * 4, 4, 2, 1), act,
+            nn.Conv2d(ch * 4, ch * 4, 3, 1, 1), act,
+            nn.Conv2d(ch * 4, ch * 8, 4, 2, 1), act,
+            nn.Conv2d(ch * 8, ch * 8, 3, 1, 1), act,
+        )
+        self.linear = nn.Linear(m * m * ch * 8, 1)
+        _normal_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.main(x).flatten(1))
+
+
+def _normal_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights and zero biases, as the GN-GAN official code initialises its CNNs."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(layer.weight, std=0.02)
+            nn.init.zeros_(layer.bias)
+
+
+def _builder(m: int):  # noqa: ANN202
+    def build(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+        return Generator(model.z_dim, m, model.g_channels or 64), Discriminator(m, model.d_channels or 64)
+
+    return build
+
+
+NETS.add("cnn32", NetSpec("cnn32", "standard CNN for 32 px images", ((3, 32, 32),), _builder(4)))
+NETS.add("cnn48", NetSpec("cnn48", "standard CNN for 48 px images", ((3, 48, 48),), _builder(6)))

@@ -1,0 +1,475 @@
+"""The training loop: one recipe in, one run directory out, resumable exactly from its newest checkpoint.
+
+The loop knows no method by name: the method turns D's raw outputs into the logits the loss sees and may add a
+penalty; consistency regularization is one more term built on the same method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ganbench import __version__, data, losses, methods, nets
+from ganbench.errors import Diverged, RunDirError
+from ganbench.methods.consistency import consistency_penalty
+from ganbench.progress import NullProgress, Progress
+from ganbench.recipe import Recipe
+from ganbench.store import RunDir
+from ganbench.train import checkpoint
+from ganbench.train.ema import make_ema, update_ema
+from ganbench.train.samples import generate, save_samples
+from ganbench.train.schedule import lr_factor
+
+HISTORY_FLUSH_SECONDS = 30.0
+NUM_FIXED_Z = {"image": 64, "points": 2000}  # an 8x8 grid; a scatter plot
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from ganbench.errors import RecipeError
+
+        raise RecipeError(f"train.device: {name} asked for but CUDA is not available here; use auto or cpu")
+    return torch.device(name)
+
+
+class BatchStream:
+    """Shuffled batches of indices, epoch by epoch; its position is part of the checkpoint."""
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        if batch_size > size:
+            from ganbench.errors import RecipeError
+
+            raise RecipeError(f"train.batch_size_d: {batch_size} is larger than the dataset ({size} samples)")
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.epoch, self.position = 0, 0
+        self._order = self._permutation()
+
+    def _permutation(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.size:  # drop the incomplete tail, as drop_last=True
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._permutation()
+        batch = self._order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._permutation()
+
+
+def per_sample_grad_norm(d: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw D outputs and ‖∇ₓD(x)‖ per sample, for logging (no graph kept)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = d(x).flatten()
+        (grad,) = torch.autograd.grad(out.sum(), x)
+    return out.detach(), grad.flatten(1).norm(dim=1)
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from step to step besides the modules and optimizers."""
+
+    step: int = 0
+    wall_time: float = 0.0
+    best: dict[str, Any] = field(default_factory=dict)  # {"score", "step", "metric", "generator"}
+
+
+def environment() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ganbench": __version__,
+        "host": socket.gethostname(),
+        "cuda": torch.version.cuda,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def selection_score(rows: list[dict[str, Any]], generator_kind: str) -> tuple[float, str] | None:
+    """Lower is better: FID for images, else minus (modes covered, % high quality) for 2-D sets."""
+    values = {row["metric"]: row["value"] for row in rows if row["generator"] == generator_kind}
+    if "fid" in values:
+        return float(values["fid"]), "fid"
+    if "modes_covered" in values:
+        return -(1000.0 * values["modes_covered"] + values.get("hq_percent", 0.0)), "modes_covered"
+    return None
+
+
+class Trainer:
+    """Trains one recipe into one run directory; `run()` resumes where the directory left off."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run: RunDir,
+        progress: Progress | None = None,
+        evaluator_factory: Callable[[Recipe, RunDir, torch.device], Any] | None = None,
+    ) -> None:
+        self.recipe, self.run_dir = recipe, run
+        self.progress = progress or NullProgress()
+        self.device = resolve_device(recipe.train.device)
+        self.evaluator_factory = evaluator_factory
+
+    # set-up
+
+    def _check_run_dir(self) -> dict[str, Any] | None:
+        """The existing run.json when resuming; refuses a directory whose recipe differs."""
+        run = self.run_dir
+        if run.exists():
+            info = run.read_run()
+            if info.get("recipe_hash") != self.recipe.hash():
+                raise RunDirError(
+                    f"{run.root}: holds a run of a different recipe (hash {info.get('recipe_hash')}, this recipe "
+                    f"{self.recipe.hash()}); give another --run-dir, or diff {run.recipe_path} against your recipe"
+                )
+            return info
+        if run.root.exists() and any(run.root.iterdir()):
+            raise RunDirError(f"{run.root}: exists, is not empty and is not a run directory; give another --run-dir")
+        return None
+
+    def _build(self) -> None:
+        recipe, device = self.recipe, self.device
+        random.seed(recipe.seed)
+        np.random.seed(recipe.seed)
+        torch.manual_seed(recipe.seed)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = recipe.train.tf32
+            torch.backends.cudnn.allow_tf32 = recipe.train.tf32
+
+        dataset = data.load_dataset(recipe.data)
+        self.dataset = dataset
+        self.images = dataset.tensor.to(device)
+        self.stream = BatchStream(len(self.images), recipe.train.batch_size_d, recipe.seed)
+
+        generator, discriminator = nets.build_nets(recipe.model, data.output_shape(recipe.data))
+        self.method = methods.build_method(recipe.method)
+        self.G = generator.to(device)
+        self.D = self.method.prepare(discriminator).to(device)
+        self.loss = losses.LOSSES.get(recipe.loss.name)
+        t = recipe.train
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+        self.G_ema = make_ema(self.G) if t.ema_decay > 0 else None
+        fixed = torch.Generator().manual_seed(recipe.seed + 2**31)
+        self.fixed_z = torch.randn(NUM_FIXED_Z[dataset.kind], recipe.model.z_dim, generator=fixed).to(device)
+        self.state = TrainState()
+
+    def _restore(self) -> None:
+        saved = checkpoint.newest_valid(self.run_dir, map_location=self.device)
+        if saved is None:
+            return
+        self.G.load_state_dict(saved["G"])
+        self.D.load_state_dict(saved["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(saved["G_ema"])
+        self.opt_g.load_state_dict(saved["opt_G"])
+        self.opt_d.load_state_dict(saved["opt_D"])
+        self.stream.load_state_dict(saved["data"])
+        checkpoint.set_rng_state(saved["rng"])
+        self.state = TrainState(step=saved["step"], wall_time=saved["wall_time"], best=saved.get("best", {}))
+        # Rows logged after the checkpoint are recomputed by this run: replace them, never duplicate them.
+        history = self.run_dir.read_history()
+        if not history.empty:
+            self.run_dir.write_history(history[history["step"] <= self.state.step])
+        metrics = self.run_dir.read_metrics()
+        if not metrics.empty and "checkpoint" in metrics:
+            keep = ~((metrics["checkpoint"] == "in-training") & (metrics["step"] > self.state.step))
+            if not keep.all():
+                from ganbench.store import write_parquet
+
+                write_parquet(self.run_dir.metrics_path, metrics[keep])
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.state.step,
+            "wall_time": self.state.wall_time,
+            "best": self.state.best,
+            "recipe_hash": self.recipe.hash(),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_G": self.opt_g.state_dict(),
+            "opt_D": self.opt_d.state_dict(),
+            "data": self.stream.state_dict(),
+            "rng": checkpoint.rng_state(),
+        }
+
+    # one step
+
+    def _real_batch(self) -> torch.Tensor:
+        return data.to_model_range(self.images[self.stream.next().to(self.images.device)])
+
+    def _d_step(self, totals: dict[str, torch.Tensor]) -> None:
+        t, method, d = self.recipe.train, self.method, self.D
+        real = self._real_batch()
+        with torch.no_grad():
+            fake = self.G(torch.randn(t.batch_size_d, self.recipe.model.z_dim, device=self.device))
+        logits = method.logits(d, torch.cat([real, fake]))
+        loss_real, loss_fake = self.loss.d_loss(logits[: len(real)], logits[len(real) :])
+        loss = loss_real + loss_fake
+        penalty = method.penalty(d, real, fake)
+        if penalty is not None:
+            loss = loss + penalty
+            totals["penalty"] += penalty.detach()
+        cr = consistency_penalty(method, d, real, fake, self.recipe.method)
+        if cr is not None:
+            loss = loss + cr
+            totals["cr"] += cr.detach()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        totals["loss_d"] += loss.detach()
+        totals["loss_d_real"] += loss_real.detach()
+        totals["loss_d_fake"] += loss_fake.detach()
+        totals["d_real"] += logits[: len(real)].detach().mean()
+        totals["d_fake"] += logits[len(real) :].detach().mean()
+
+    def _g_step(self, totals: dict[str, torch.Tensor]) -> None:
+        t = self.recipe.train
+        self.D.requires_grad_(False)  # G's step needs gradients through D's input, not into D's weights
+        fake = self.G(torch.randn(t.batch_size_g, self.recipe.model.z_dim, device=self.device))
+        loss = self.loss.g_loss(self.method.logits(self.D, fake))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        totals["loss_g"] += loss.detach()
+
+    def _set_learning_rates(self, step: int) -> tuple[float, float]:
+        t = self.recipe.train
+        factor = lr_factor(t.lr_decay, step, t.steps)
+        for group in self.opt_d.param_groups:
+            group["lr"] = t.lr_d * factor
+        for group in self.opt_g.param_groups:
+            group["lr"] = t.lr_g * factor
+        return t.lr_d * factor, t.lr_g * factor
+
+    def _gradient_log(self) -> dict[str, float]:
+        """Raw D outputs and ‖∇ₓD‖ on fixed real and fake batches, without touching the training state.
+
+        D runs in eval mode (no extra SN power iteration) and G in eval mode (BN statistics untouched).
+        """
+        count = min(self.recipe.train.batch_size_d, len(self.fixed_z), len(self.images))
+        real = data.to_model_range(self.images[:count])
+        fake = generate(self.G, self.fixed_z[:count])
+        self.D.eval()
+        out_real, grad_real = per_sample_grad_norm(self.D, real)
+        out_fake, grad_fake = per_sample_grad_norm(self.D, fake)
+        self.D.train()
+        return {
+            "d_raw_real": out_real.mean().item(),
+            "d_raw_fake": out_fake.mean().item(),
+            "grad_norm_real": grad_real.mean().item(),
+            "grad_norm_fake": grad_fake.mean().item(),
+        }
+
+    # the loop
+
+    def run(self) -> dict[str, Any]:
+        """Train to `train.steps`, resuming if the run directory has a checkpoint; returns the final run.json."""
+        existing = self._check_run_dir()
+        if existing is not None and existing.get("status") == "finished":
+            return existing
+        self._build()  # loads the data: a missing dataset fails here, before the run directory is made
+        evaluator = None
+        if self.recipe.eval.every > 0 and self.evaluator_factory is not None:
+            evaluator = self.evaluator_factory(self.recipe, self.run_dir, self.device)
+        run = self.run_dir
+        if existing is None:
+            run.root.mkdir(parents=True, exist_ok=True)
+            run.write_recipe(self.recipe)
+            run.write_run(
+                {
+                    "name": self.recipe.name,
+                    "recipe_hash": self.recipe.hash(),
+                    "status": "running",
+                    "step": 0,
+                    "steps": self.recipe.train.steps,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "environment": environment(),
+                    "dataset": {
+                        "name": self.dataset.name,
+                        "split": self.dataset.split,
+                        "content_hash": self.dataset.content_hash,
+                        "source": self.dataset.source,
+                    },
+                    "device": str(self.device),
+                }
+            )
+        else:
+            self._restore()
+            run.update_run(status="running", environment=environment(), device=str(self.device))
+        try:
+            with self._stop_at_step_end():
+                self._loop(evaluator)
+        except KeyboardInterrupt:
+            run.update_run(status="interrupted", step=self.state.step)
+            raise
+        except Diverged:
+            run.update_run(status="diverged", step=self.state.step)
+            raise
+        except BaseException:
+            run.update_run(status="failed", step=self.state.step)
+            raise
+        return run.update_run(status="finished", step=self.state.step, best=self.state.best)
+
+    @contextlib.contextmanager
+    def _stop_at_step_end(self) -> Iterator[None]:
+        """Ctrl-C or SIGTERM (a preempted job) finish the step, save it and stop; a second one stops at once."""
+        self._stop_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_requested = True
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        for sig in previous:
+            signal.signal(sig, request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _loop(self, evaluator: Any) -> None:
+        t, run = self.recipe.train, self.run_dir
+        history = run.read_history()
+        rows: list[dict[str, Any]] = history.to_dict("records") if not history.empty else []
+        names = ("loss_d", "loss_d_real", "loss_d_fake", "penalty", "cr", "d_real", "d_fake", "loss_g")
+        totals = {name: torch.zeros((), device=self.device) for name in names}
+        interval_start, interval_steps = time.perf_counter(), 0
+        last_flush = time.monotonic()
+        self.progress.start("train", t.steps, completed=self.state.step)
+        self.G.train()
+        self.D.train()
+        while self.state.step < t.steps:
+            lr_d, lr_g = self._set_learning_rates(self.state.step)
+            for _ in range(t.n_dis):
+                self._d_step(totals)
+            self._g_step(totals)
+            if self.G_ema is not None:
+                decay = t.ema_decay if self.state.step >= t.ema_start else 0.0
+                update_ema(self.G_ema, self.G, decay)
+            self.state.step += 1
+            interval_steps += 1
+            step = self.state.step
+            self.progress.advance(1)
+
+            if step % t.log_every == 0 or step == t.steps:
+                elapsed = time.perf_counter() - interval_start
+                self.state.wall_time += elapsed
+                d_steps = interval_steps * t.n_dis
+                row: dict[str, Any] = {"step": step}
+                for name, total in totals.items():
+                    row[name] = total.item() / (interval_steps if name == "loss_g" else d_steps)
+                    total.zero_()
+                if not all(math.isfinite(row[name]) for name in names):
+                    raise Diverged(
+                        f"{run.root}: a loss became NaN or infinite by step {step}; the last good checkpoint is "
+                        "kept in checkpoints/ (lower the learning rate or change the method)"
+                    )
+                row.update(self._gradient_log())
+                row.update(
+                    lr_d=lr_d,
+                    lr_g=lr_g,
+                    g_steps_per_s=interval_steps / elapsed,
+                    images_per_s=d_steps * t.batch_size_d / elapsed,
+                    wall_time=self.state.wall_time,
+                )
+                rows.append(row)
+                self.progress.advance(0, loss_d=row["loss_d"], loss_g=row["loss_g"])
+                interval_start, interval_steps = time.perf_counter(), 0
+                if time.monotonic() - last_flush > HISTORY_FLUSH_SECONDS:
+                    run.write_history(pd.DataFrame(rows))
+                    last_flush = time.monotonic()
+
+            if evaluator is not None and (step % self.recipe.eval.every == 0 or step == t.steps):
+                self._evaluate(evaluator, step)
+            if t.sample_every and (step % t.sample_every == 0 or step == t.steps):
+                save_samples(run.sample_path(step), self._sample_generator(), self.fixed_z, self.dataset)
+            if step % t.checkpoint_every == 0 or step == t.steps:
+                # losses since the last log line are unchecked: check them before saving
+                if interval_steps and not all(torch.isfinite(total) for total in totals.values()):
+                    raise Diverged(f"{run.root}: a loss became NaN or infinite by step {step}")
+                run.write_history(pd.DataFrame(rows))
+                last_flush = time.monotonic()
+                self._save_checkpoint(periodic=True)
+                run.update_run(step=step, best=self.state.best)
+            if self._stop_requested:
+                run.write_history(pd.DataFrame(rows))
+                self._save_checkpoint(periodic=False)
+                raise KeyboardInterrupt
+        self.progress.finish()
+
+    def _sample_generator(self) -> nn.Module:
+        return self.G_ema if self.G_ema is not None else self.G
+
+    def _evaluate(self, evaluator: Any, step: int) -> None:
+        generators = {"raw": self.G}
+        if self.G_ema is not None:
+            generators["ema"] = self.G_ema
+        rows = evaluator(step, generators)
+        self.run_dir.append_metrics(rows)
+        self.G.train()
+        select = self.recipe.eval.select if self.G_ema is not None else "raw"
+        scored = selection_score(rows, select)
+        if scored is None:
+            return
+        score, metric = scored
+        if not self.state.best or score < self.state.best["score"]:
+            self.state.best = {"score": score, "step": step, "metric": metric, "generator": select}
+            checkpoint.save(self.run_dir.checkpoint_path("best"), self._state_dict())
+        fields = {row["metric"]: row["value"] for row in rows if row["generator"] == select}
+        self.progress.advance(0, **fields)
+
+    def _save_checkpoint(self, periodic: bool) -> None:
+        """Write last.pt (and step-N.pt); weights that are no longer finite are never saved."""
+        for module in (self.G, self.D):
+            if not all(torch.isfinite(p).all() for p in module.parameters()):
+                raise Diverged(
+                    f"{self.run_dir.root}: weights became NaN or infinite by step {self.state.step}; the last good "
+                    "checkpoint is kept in checkpoints/ (lower the learning rate or change the method)"
+                )
+        state = self._state_dict()
+        checkpoint.save(self.run_dir.checkpoint_path("last"), state)
+        if periodic and self.recipe.train.keep_checkpoints:
+            checkpoint.save(self.run_dir.checkpoint_path(self.state.step), state)
+
+
+def train(
+    recipe: Recipe,
+    run: RunDir,
+    progress: Progress | None = None,
+    evaluator_factory: Callable[[Recipe, RunDir, torch.device], Any] | None = None,
+) -> dict[str, Any]:
+    return Trainer(recipe, run, progress, evaluator_factory).run()

@@ -1,0 +1,52 @@
+"""Fixed-z sample sheets written during training: an image grid, or a scatter plot for 2-D sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ganbench.store import atomic_write
+
+
+@torch.no_grad()
+def generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """G(z) in eval mode (BN running statistics), the module's mode restored afterwards."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        return torch.cat([generator(chunk) for chunk in z.split(batch_size)])
+    finally:
+        generator.train(was_training)
+
+
+def save_samples(path: Path, generator: nn.Module, z: torch.Tensor, dataset: Any) -> None:
+    if dataset.kind == "points":
+        _save_scatter(path, generate(generator, z).cpu(), dataset)
+    else:
+        from torchvision.utils import save_image
+
+        images = (generate(generator, z).cpu() + 1) / 2
+        atomic_write(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=8, format="png"))
+
+
+def _save_scatter(path: Path, points: torch.Tensor, dataset: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(4, 4), dpi=100)
+    axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, label="generated")
+    if dataset.modes is not None:
+        axes.scatter(dataset.modes[:, 0], dataset.modes[:, 1], s=30, c="red", marker="x", label="modes")
+    extent = float(dataset.tensor.abs().max()) * 1.3
+    axes.set_xlim(-extent, extent)
+    axes.set_ylim(-extent, extent)
+    axes.set_aspect("equal")
+    axes.legend(loc="upper right", fontsize=7)
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    plt.close(figure)

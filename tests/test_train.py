@@ -1,0 +1,183 @@
+"""The training loop: run directory contents, exact resume after SIGKILL, refusal of changed recipes, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ganbench import recipe as recipes
+from ganbench.errors import Diverged, RunDirError
+from ganbench.store import RunDir
+from ganbench.train import checkpoint
+from ganbench.train.loop import BatchStream, train
+from ganbench.train.schedule import lr_factor
+
+TIMING_COLUMNS = ["g_steps_per_s", "images_per_s", "wall_time"]
+
+
+def _weights(run: RunDir) -> dict[str, torch.Tensor]:
+    state = checkpoint.load(run.checkpoint_path("last"))
+    flat = {f"G.{k}": v for k, v in state["G"].items()}
+    flat.update({f"D.{k}": v for k, v in state["D"].items()})
+    flat.update({f"G_ema.{k}": v for k, v in state["G_ema"].items()})
+    return flat
+
+
+def test_run_directory_contract(tiny_recipe_path: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    info = train(recipes.load(tiny_recipe_path, ["train.sample_every=10"]), run)
+    assert info["status"] == "finished" and info["step"] == 30
+    assert recipes.load(run.recipe_path).hash() == info["recipe_hash"]
+    history = run.read_history()
+    assert list(history["step"]) == [5, 10, 15, 20, 25, 30]
+    for column in [
+        "loss_d",
+        "loss_g",
+        "d_real",
+        "d_fake",
+        "grad_norm_real",
+        "grad_norm_fake",
+        "lr_d",
+        "lr_g",
+        *TIMING_COLUMNS,
+    ]:
+        assert history[column].notna().all(), column
+    assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == [
+        "last.pt",
+        "step-10.pt",
+        "step-20.pt",
+        "step-30.pt",
+    ]
+    assert sorted(p.name for p in run.samples_dir.iterdir()) == [
+        "step-0000010.png",
+        "step-0000020.png",
+        "step-0000030.png",
+    ]
+    saved = json.loads(run.run_path.read_text())
+    assert saved["environment"]["torch"] == torch.__version__
+
+
+def test_finished_run_is_not_retrained(tiny_recipe_path: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    recipe = recipes.load(tiny_recipe_path)
+    train(recipe, run)
+    before = run.checkpoint_path("last").stat().st_mtime_ns
+    assert train(recipe, run)["status"] == "finished"
+    assert run.checkpoint_path("last").stat().st_mtime_ns == before
+
+
+def test_changed_recipe_is_refused(tiny_recipe_path: Path, tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    train(recipes.load(tiny_recipe_path, ["train.steps=10"]), run)
+    with pytest.raises(RunDirError, match="different recipe"):
+        train(recipes.load(tiny_recipe_path, ["train.steps=10", "train.lr_d=5e-4"]), run)
+
+
+def test_non_empty_foreign_directory_is_refused(tiny_recipe_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(RunDirError, match="not a run directory"):
+        train(recipes.load(tiny_recipe_path), RunDir(tmp_path / "run"))
+
+
+KILLER = """
+import os, signal, sys
+from ganbench.train import loop
+
+loop.HISTORY_FLUSH_SECONDS = 0.0  # flush every log line: rows past the checkpoint exist when it dies
+original = loop.Trainer._g_step
+
+def dying_g_step(self, totals):
+    if self.state.step == {kill_at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    original(self, totals)
+
+loop.Trainer._g_step = dying_g_step
+from ganbench.cli import main
+sys.argv = ["ganbench", "train", {recipe!r}, "--run-dir", {run!r}]
+main()
+"""
+
+
+def test_resume_after_sigkill_is_exact(tiny_recipe_path: Path, tmp_path: Path) -> None:
+    recipe = recipes.load(tiny_recipe_path)
+    straight = RunDir(tmp_path / "straight")
+    train(recipe, straight)
+
+    resumed = RunDir(tmp_path / "resumed")
+    script = KILLER.format(kill_at=25, recipe=str(tiny_recipe_path), run=str(resumed.root))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert checkpoint.load(resumed.checkpoint_path("last"))["step"] == 20
+    assert resumed.read_history()["step"].max() == 25  # rows past the checkpoint, to be replaced
+    assert resumed.read_run()["status"] == "running"
+
+    info = train(recipe, resumed)
+    assert info["status"] == "finished"
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history_a = straight.read_history().drop(columns=TIMING_COLUMNS)
+    history_b = resumed.read_history().drop(columns=TIMING_COLUMNS)
+    pd.testing.assert_frame_equal(history_a, history_b)
+
+
+def test_resume_skips_a_damaged_last_checkpoint(tiny_recipe_path: Path, tmp_path: Path) -> None:
+    recipe = recipes.load(tiny_recipe_path)
+    straight = RunDir(tmp_path / "straight")
+    train(recipe, straight)
+    run = RunDir(tmp_path / "run")
+    train(recipes.load(tiny_recipe_path, ["train.steps=30"]), run)
+    # Pretend the run died at step 20 while writing last.pt: last.pt is truncated, step-20.pt is whole.
+    (run.checkpoints_dir / "step-30.pt").unlink()
+    run.checkpoint_path("last").write_bytes(run.checkpoint_path("last").read_bytes()[:100])
+    run.update_run(status="running", step=20)
+    assert checkpoint.newest_valid(run)["step"] == 20
+    train(recipe, run)
+    a, b = _weights(straight), _weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_divergence_stops_with_status_and_keeps_the_last_good_checkpoint(
+    tiny_recipe_path: Path, tmp_path: Path
+) -> None:
+    run = RunDir(tmp_path / "run")
+    recipe = recipes.load(
+        tiny_recipe_path,
+        ["method.name=none", "loss.name=wasserstein", "train.lr_d=1e30", "train.lr_g=1e30", "train.steps=200"],
+    )
+    with pytest.raises(Diverged):
+        train(recipe, run)
+    assert run.read_run()["status"] == "diverged"
+    for _, path in run.step_checkpoints():
+        state = checkpoint.load(path)
+        assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_batch_stream_covers_each_epoch_once_and_restores() -> None:
+    stream = BatchStream(10, 3, seed=1)
+    first_epoch = torch.cat([stream.next() for _ in range(3)])
+    assert sorted(first_epoch.tolist()) == sorted(set(first_epoch.tolist()))
+    state = stream.state_dict()
+    ahead = [stream.next() for _ in range(5)]
+    again = BatchStream(10, 3, seed=1)
+    again.load_state_dict(state)
+    assert all(torch.equal(x, again.next()) for x in ahead)
+
+
+def test_linear_decay_reaches_zero() -> None:
+    assert lr_factor("linear", 0, 100) == 1.0
+    assert lr_factor("linear", 50, 100) == 0.5
+    assert lr_factor("linear", 100, 100) == 0.0
+    assert lr_factor("none", 99, 100) == 1.0
