@@ -243,6 +243,77 @@ def stats(
     _guarded(work)
 
 
+@app.command()
+def compare(
+    methods: Annotated[str, typer.Option(help="Comma list of methods, e.g. sn,gn,pgn,gran.")],
+    recipe_path: Annotated[
+        Path | None, typer.Option("--recipe", help="Base recipe; default the offline quickstart.")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0,1,2 or 0-4.")] = "0",
+    overrides: SetOption = None,
+    results: Annotated[Path, typer.Option(help="Results folder; runs go to RESULTS/compare/<base>/.")] = Path(
+        "results"
+    ),
+    protocol: Annotated[
+        str, typer.Option(help="controlled: only the method differs; paper: each method's paper recipe.")
+    ] = "controlled",
+    launcher: Annotated[str, typer.Option(help="local (one run per GPU, CPU when none) or slurm (submitit).")] = (
+        "local"
+    ),
+    dry_run: Annotated[bool, typer.Option(help="Show the plan and run nothing.")] = False,
+) -> None:
+    """Run one recipe per (method, seed), skipping finished runs and resuming interrupted ones, then print the table."""
+    from ganbench import compare as comparing
+    from ganbench.report import build_report
+
+    def work() -> None:
+        planned = comparing.plan(
+            comparing.parse_methods(methods), recipe_path=recipe_path, seeds=comparing.parse_seeds(seeds),
+            overrides=overrides or [], results=results, protocol=protocol,
+        )
+        console.print(comparing.format_plan(planned), soft_wrap=True, highlight=False, markup=False)
+        if dry_run:
+            return
+        done = comparing.run_plan(planned, launcher=launcher, progress=RichProgress("run"))
+        if launcher == "slurm":
+            console.print(comparing.format_plan(done), soft_wrap=True, highlight=False, markup=False)
+            return
+        text, warnings = build_report(comparing.results_root(done), "markdown", figures=False)
+        console.print(text, soft_wrap=True, highlight=False, markup=False)
+        for warning in warnings:
+            errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
+        bad = [item for item in done if item.state in ("failed", "diverged", "conflict")]
+        if bad:
+            details = "; ".join(f"{item.method} seed {item.seed}: {item.state} {item.message}" for item in bad)
+            raise WorkFailed(f"{len(bad)} of {len(done)} runs did not finish ({details})")
+
+    _guarded(work)
+
+
+@app.command()
+def report(
+    results: Annotated[Path, typer.Option(help="Folder holding the run directories.")] = Path("results"),
+    fmt: Annotated[str, typer.Option("--format", help="markdown, latex, csv or html.")] = "markdown",
+    output: Annotated[
+        Path | None, typer.Option(help="Write the report here (plots beside it for markdown and html).")
+    ] = None,
+    generator: Annotated[str, typer.Option(help="Report the ema or the raw generator's scores.")] = "ema",
+) -> None:
+    """Render the papers' tables from run directories, with the papers' numbers and the deltas beside ours."""
+    from ganbench.report import build_report
+
+    def work() -> None:
+        text, warnings = build_report(results, fmt, output, generator=generator)
+        if output is None:
+            console.print(text, soft_wrap=True, highlight=False, markup=False)
+        else:
+            console.print(f"written: {output}")
+        for warning in warnings:
+            errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
+
+    _guarded(work)
+
+
 def version_callback(value: bool) -> None:
     if value:
         console.print(f"ganbench {__version__}")

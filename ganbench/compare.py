@@ -1,0 +1,479 @@
+"""`ganbench compare`: expand methods × seeds into run directories and run what is missing.
+
+A controlled comparison takes one base recipe and changes only the method and the seed (plus the loss family,
+where a method needs one: WGAN-GP the Wasserstein loss, LGAN an LGAN loss). The paper protocol takes each
+method's own paper recipe instead. Run directories are stable, results/compare/<base>/<method>/seed-<s>, so a
+second call finds what the first made: finished runs are skipped, interrupted ones resumed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ganbench import recipe as recipes
+from ganbench.errors import GanbenchError, RecipeError, RunDirError
+from ganbench.progress import NullProgress, Progress
+from ganbench.recipe import Recipe
+from ganbench.report.collect import flatten
+from ganbench.store import RunDir, atomic_write_text
+
+PROTOCOLS = ("controlled", "paper")
+LAUNCHERS = ("local", "slurm")
+STATES = ("missing", "interrupted", "finished", "diverged", "failed", "conflict", "submitted")
+TO_RUN = ("missing", "interrupted", "failed")  # a diverged run would diverge again; a conflict needs the user
+METHOD_ALIASES = {"wgangp": "wgan-gp"}  # recipe file names spell methods without dashes
+RECIPE_TAGS = {"wgan-gp": "wgangp"}
+LGAN_DEFAULT_LOSS = "lgan-exp"
+_PAPER_STEM = re.compile(r"^(?P<prefix>.+?)_(?P<method>[a-z0-9]+)(?P<cr>_b?cr)?$")
+
+
+@dataclass
+class PlannedRun:
+    method: str
+    seed: int
+    recipe: Recipe
+    run_dir: Path
+    state: str  # one of STATES
+    changes: list[str] = field(default_factory=list)  # what differs from the base recipe, "key = value"
+    message: str = ""  # why a run failed or conflicts, or the job id of a submitted run
+    source: Path | None = None  # the recipe file it was made from
+
+
+# ----------------------------------------------------------------------------------------------------
+# Where the shipped recipes are
+
+
+def recipe_dirs() -> list[Path]:
+    """The shipped recipe folders: package data (installed), then the source checkout's recipes/."""
+    here = Path(__file__).resolve().parent
+    return [folder for folder in (here / "recipes", here.parent / "recipes") if folder.is_dir()]
+
+
+def default_recipe() -> Path:
+    for folder in recipe_dirs():
+        if (folder / "quickstart.toml").is_file():
+            return folder / "quickstart.toml"
+    raise RecipeError("quickstart.toml: not found among the shipped recipes; give --recipe BASE.toml")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Planning
+
+
+def parse_methods(text: str) -> list[str]:
+    """`"sn, gn,pgn"` -> ["sn", "gn", "pgn"]; recipe-file tags such as wgangp accepted, duplicates dropped."""
+    found: list[str] = []
+    for item in text.split(","):
+        name = METHOD_ALIASES.get(item.strip().lower(), item.strip().lower())
+        if name and name not in found:
+            found.append(name)
+    if not found:
+        raise GanbenchError(f"--methods {text!r}: give at least one method, e.g. --methods sn,gn,pgn,gran")
+    return found
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`"0,1,2"` or `"0-2"` -> [0, 1, 2]."""
+    seeds: list[int] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        span = re.fullmatch(r"(\d+)-(\d+)", item)
+        if span:
+            seeds += range(int(span[1]), int(span[2]) + 1)
+        elif re.fullmatch(r"-?\d+", item):
+            seeds.append(int(item))
+        else:
+            raise GanbenchError(f"--seeds {text}: expected integers such as 0,1,2 or a range 0-4")
+    if not seeds:
+        raise GanbenchError(f"--seeds {text!r}: give at least one seed, e.g. --seeds 0,1,2")
+    return list(dict.fromkeys(seeds))
+
+
+def needed_loss(method: str, loss: str) -> str | None:
+    """The loss a method needs instead of `loss`, or None when `loss` suits it."""
+    if method == "wgan-gp" and loss != "wasserstein":
+        return "wasserstein"
+    if method == "lgan" and not loss.startswith("lgan-"):
+        return LGAN_DEFAULT_LOSS
+    return None
+
+
+def _override_keys(overrides: list[str]) -> set[str]:
+    return {".".join(recipes.parse_override(item)[0]) for item in overrides}
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _changes(recipe: Recipe, base: Recipe, reasons: dict[str, str]) -> list[str]:
+    ours, theirs = flatten(recipe.to_dict()), flatten(base.to_dict())
+    changes = []
+    for key in sorted(set(ours) | set(theirs)):
+        if key != "name" and ours.get(key) != theirs.get(key):
+            reason = f" ({reasons[key]})" if key in reasons else ""
+            changes.append(f"{key} = {ours.get(key)!r}{reason}")
+    return changes
+
+
+def plan(
+    methods: list[str],
+    *,
+    recipe_path: Path | None = None,
+    seeds: list[int] | None = None,
+    overrides: list[str] | None = None,
+    results: Path = Path("results"),
+    protocol: str = "controlled",
+) -> list[PlannedRun]:
+    """One planned run per (method, seed), each with its recipe, stable run directory and current state."""
+    seeds = list(dict.fromkeys(seeds if seeds is not None else [0]))
+    overrides = list(overrides or [])
+    methods = [METHOD_ALIASES.get(m, m) for m in dict.fromkeys(methods)]
+    if not methods:
+        raise GanbenchError("--methods: give at least one method, e.g. --methods sn,gn,pgn,gran")
+    if not seeds:
+        raise GanbenchError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
+    if protocol not in PROTOCOLS:
+        raise GanbenchError(f"--protocol {protocol}: choose one of {', '.join(PROTOCOLS)}")
+    user_keys = _override_keys(overrides)
+    for key, option in (("method.name", "--methods"), ("seed", "--seeds")):
+        if key in user_keys:
+            raise RecipeError(f"--set {key}: compare sets it for each run; use {option} instead")
+    if protocol == "controlled":
+        return _plan_controlled(methods, recipe_path or default_recipe(), seeds, overrides, user_keys, results)
+    return _plan_paper(methods, recipe_path, seeds, overrides, results)
+
+
+def _plan_controlled(
+    methods: list[str],
+    base_path: Path,
+    seeds: list[int],
+    overrides: list[str],
+    user_keys: set[str],
+    results: Path,
+) -> list[PlannedRun]:
+    base = recipes.load(base_path, overrides)
+    changed = bool(overrides) and base.hash() != recipes.load(base_path).hash()
+    root = results / "compare" / (f"{base.name}-{base.hash()[:8]}" if changed else base.name)
+    planned = []
+    for method in methods:
+        extra, reasons = [f"method.name={_toml_string(method)}"], {}
+        loss = None if "loss.name" in user_keys else needed_loss(method, base.loss.name)
+        if loss is not None:
+            extra.append(f"loss.name={_toml_string(loss)}")
+            reasons["loss.name"] = f"{method} needs this loss family"
+        for seed in seeds:
+            resolved = recipes.load(base_path, [*overrides, *extra, f"seed={seed}"])
+            run_dir = root / method / f"seed-{seed}"
+            state, message = run_state(run_dir, resolved)
+            changes = _changes(resolved, base, reasons)
+            planned.append(PlannedRun(method, seed, resolved, run_dir, state, changes, message, base_path))
+    return planned
+
+
+def paper_recipe_path(base_path: Path, method: str) -> Path:
+    """cifar10_cnn_gn_cr.toml with method sn -> cifar10_cnn_sn_cr.toml, beside it."""
+    match = _PAPER_STEM.match(base_path.stem)
+    if match is None:
+        raise RecipeError(
+            f"--recipe {base_path}: not a paper recipe name (<dataset>_<arch>_<method>[_cr].toml); "
+            "give one of the recipes in recipes/, or use --protocol controlled"
+        )
+    tag = RECIPE_TAGS.get(method, method)
+    return base_path.with_name(f"{match['prefix']}_{tag}{match['cr'] or ''}.toml")
+
+
+def _plan_paper(
+    methods: list[str], base_path: Path | None, seeds: list[int], overrides: list[str], results: Path
+) -> list[PlannedRun]:
+    if base_path is None:
+        raise RecipeError(
+            "--protocol paper: give --recipe, one of the paper recipes (e.g. recipes/cifar10_cnn_gn.toml); "
+            "each method's recipe is taken from beside it"
+        )
+    match = _PAPER_STEM.match(base_path.stem)
+    paths = {method: paper_recipe_path(base_path, method) for method in methods}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise RecipeError(f"--protocol paper: no paper recipe {', '.join(missing)}; drop those methods")
+    assert match is not None
+    label = f"{match['prefix']}{match['cr'] or ''}-paper"
+    if overrides:  # other settings, other runs: never resume a run made with different overrides
+        label += "-" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
+    root = results / "compare" / label
+    base = recipes.load(base_path, overrides)
+    planned = []
+    for method, path in paths.items():
+        for seed in seeds:
+            resolved = recipes.load(path, [*overrides, f"seed={seed}"])
+            run_dir = root / method / f"seed-{seed}"
+            state, message = run_state(run_dir, resolved)
+            changes = [f"recipe {path.name}", *_changes(resolved, base, {})]
+            planned.append(PlannedRun(method, seed, resolved, run_dir, state, changes, message, path))
+    return planned
+
+
+def run_state(run_dir: Path, recipe: Recipe) -> tuple[str, str]:
+    """What a run directory holds for `recipe`: (state, message)."""
+    run = RunDir(run_dir)
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return "missing", ""
+    if not run.exists():
+        if _only_our_recipe(run, recipe):
+            return "missing", "a start that stopped before its first checkpoint"
+        return "conflict", f"{run_dir}: exists and is not a run directory; move it away"
+    try:
+        info = run.read_run()
+    except RunDirError as err:
+        return "conflict", str(err)
+    if info.get("recipe_hash") != recipe.hash():
+        return "conflict", (
+            f"{run_dir}: holds a run of a different recipe (hash {info.get('recipe_hash')}, planned "
+            f"{recipe.hash()}); move it away or change --results"
+        )
+    status = info.get("status")
+    if status in ("finished", "diverged", "failed"):
+        return str(status), ""
+    return "interrupted", f"stopped at step {info.get('step', 0)} of {info.get('steps', '?')}"
+
+
+def _only_our_recipe(run: RunDir, recipe: Recipe) -> bool:
+    """A folder holding only this recipe's recipe.toml: a start killed before its run.json was written."""
+    names = {path.name for path in run.root.iterdir()}
+    return names == {"recipe.toml"} and run.recipe_path.read_text() == recipe.to_toml()
+
+
+def format_plan(planned: list[PlannedRun]) -> str:
+    """The plan as plain text, one line per run: method, seed, state, run directory, what differs."""
+    lines = []
+    for item in planned:
+        what = "; ".join(item.changes) or "the base recipe"
+        note = f" ({item.message})" if item.message else ""
+        lines.append(f"{item.method:<10} seed {item.seed:<3} {item.state:<11} {item.run_dir}  [{what}]{note}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running
+
+
+def train_command(recipe_file: Path, run_dir: Path) -> list[str]:
+    """The subprocess that trains one planned run (the same `ganbench train` a user would type)."""
+    return [sys.executable, "-m", "ganbench", "train", str(recipe_file), "--run-dir", str(run_dir)]
+
+
+def log_path(item: PlannedRun) -> Path:
+    return item.run_dir.parent.parent / "logs" / f"{item.method}-seed-{item.seed}.log"
+
+
+def local_devices() -> list[str | None]:
+    """One slot per visible GPU ("0", "1", ...), or a single CPU slot (None) when there is none."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [str(index) for index in range(count)] or [None]
+
+
+def run_plan(
+    planned: list[PlannedRun],
+    *,
+    launcher: str = "local",
+    devices: list[str] | None = None,
+    progress: Progress | None = None,
+    slurm_options: dict[str, Any] | None = None,
+) -> list[PlannedRun]:
+    """Run what is missing, resume what was interrupted or failed, skip the rest; returns the new states.
+
+    local: one `ganbench train` subprocess per device at a time (devices: GPU indices; default every visible
+    GPU, else the CPU, one run after another); a run that fails does not stop the others. slurm: submit
+    each run through submitit (`pip install 'ganbench[slurm]'`) and return at once, states "submitted".
+    """
+    if launcher not in LAUNCHERS:
+        raise GanbenchError(f"--launcher {launcher}: choose one of {', '.join(LAUNCHERS)}")
+    todo = [item for item in planned if item.state in TO_RUN]
+    if launcher == "slurm":
+        done = _submit_slurm(todo, slurm_options or {})
+    else:
+        done = _run_local(todo, devices, progress or NullProgress())
+    return [done.get(id(item), item) for item in planned]
+
+
+def _run_local(todo: list[PlannedRun], devices: list[str] | None, progress: Progress) -> dict[int, PlannedRun]:
+    if not todo:
+        return {}
+    trainers = _Trainers(devices if devices else local_devices())
+    done: dict[int, PlannedRun] = {}
+    progress.start("compare", len(todo))
+    with tempfile.TemporaryDirectory(prefix="ganbench-compare-") as scratch:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=trainers.slots.qsize())
+        futures = {pool.submit(trainers.train, item, Path(scratch)): item for item in todo}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                item = future.result()
+                done[id(futures[future])] = item
+                progress.advance(1, method=item.method, seed=item.seed, state=item.state)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            trainers.stop()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            progress.finish()
+    return done
+
+
+class _Trainers:
+    """`ganbench train` subprocesses, one per device slot at a time, stoppable as a group."""
+
+    GRACE_SECONDS = 30.0
+
+    def __init__(self, devices: list[str | None]) -> None:
+        self.slots: queue.Queue[str | None] = queue.Queue()
+        for device in devices:
+            self.slots.put(device)
+        self.live: list[subprocess.Popen[bytes]] = []
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def train(self, item: PlannedRun, scratch: Path) -> PlannedRun:
+        device = self.slots.get()
+        try:
+            return self._train(item, device, scratch)
+        finally:
+            self.slots.put(device)
+
+    def _train(self, item: PlannedRun, device: str | None, scratch: Path) -> PlannedRun:
+        _clear_stale_start(item)
+        recipe_file = scratch / f"{item.method}-seed-{item.seed}.toml"
+        recipe_file.write_text(item.recipe.to_toml())
+        env = dict(os.environ)
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        log = log_path(item)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as handle:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            handle.write(f"--- {stamp} {item.state} -> train on {device or 'cpu'}\n".encode())
+            handle.flush()
+            with self.lock:
+                if self.stopping:
+                    return item
+                command = train_command(recipe_file, item.run_dir)
+                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                self.live.append(process)
+            code = process.wait()
+            with self.lock:
+                self.live.remove(process)
+        state, message = run_state(item.run_dir, item.recipe)
+        if code != 0 and state in ("finished", "missing"):
+            state = "failed"
+        if code != 0:
+            message = _last_line(log) or f"exit code {code}"
+        return dataclasses.replace(item, state=state, message=message)
+
+    def stop(self) -> None:
+        """Let running trainers checkpoint and stop: a Ctrl-C in the terminal reached them already; others
+        get one SIGINT after a grace period (one only: a second one stops a trainer without saving)."""
+        with self.lock:
+            self.stopping = True
+            running = list(self.live)
+        for process in running:
+            try:
+                process.wait(timeout=self.GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGINT)
+                process.wait()
+
+
+def _clear_stale_start(item: PlannedRun) -> None:
+    """Remove the lone recipe.toml of a start killed before its run.json (the trainer refuses the folder)."""
+    run = RunDir(item.run_dir)
+    if item.state == "missing" and item.run_dir.is_dir() and _only_our_recipe(run, item.recipe):
+        run.recipe_path.unlink()
+
+
+def _last_line(path: Path) -> str:
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Slurm through submitit
+
+
+class TrainJob:
+    """A picklable training job for submitit; on preemption or timeout it requeues itself and resumes."""
+
+    def __init__(self, recipe_toml: str, run_dir: str) -> None:
+        self.recipe_toml, self.run_dir = recipe_toml, run_dir
+
+    def __call__(self) -> str:
+        from ganbench.metrics.evaluate import TrainingEvaluator
+        from ganbench.train.loop import train
+
+        info = train(recipes.loads(self.recipe_toml), RunDir(self.run_dir), None, TrainingEvaluator)
+        return str(info.get("status"))
+
+    def checkpoint(self) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(TrainJob(self.recipe_toml, self.run_dir))
+
+
+QUEUED = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
+
+
+def _submit_slurm(todo: list[PlannedRun], options: dict[str, Any]) -> dict[int, PlannedRun]:
+    try:
+        import submitit
+    except ImportError:
+        raise GanbenchError("--launcher slurm: needs submitit; install it with pip install 'ganbench[slurm]'") from None
+    done: dict[int, PlannedRun] = {}
+    if not todo:
+        return done
+    folder = todo[0].run_dir.parent.parent / "slurm"
+    jobs_file = folder / "jobs.json"
+    jobs: dict[str, str] = json.loads(jobs_file.read_text()) if jobs_file.is_file() else {}
+    executor = submitit.AutoExecutor(folder=str(folder))
+    executor.update_parameters(**{"gpus_per_node": 1, "timeout_min": 24 * 60, **options})
+    for item in todo:
+        key = str(item.run_dir)
+        if key in jobs and _slurm_state(submitit, folder, jobs[key]) in QUEUED:
+            # A run still queued or running from an earlier call: submitting it again would train it twice.
+            done[id(item)] = dataclasses.replace(item, state="submitted", message=f"slurm job {jobs[key]}")
+            continue
+        _clear_stale_start(item)
+        job = executor.submit(TrainJob(item.recipe.to_toml(), key))
+        jobs[key] = str(job.job_id)
+        done[id(item)] = dataclasses.replace(item, state="submitted", message=f"slurm job {job.job_id}")
+    atomic_write_text(jobs_file, json.dumps(jobs, indent=2, sort_keys=True) + "\n")
+    return done
+
+
+def _slurm_state(submitit: Any, folder: Path, job_id: str) -> str:
+    try:
+        return str(submitit.SlurmJob(folder=str(folder), job_id=job_id).state).split()[0].upper()
+    except Exception:  # no sacct here, an expired record: treat the job as gone
+        return "UNKNOWN"
+
+
+def results_root(planned: list[PlannedRun]) -> Path:
+    """The folder holding every run of a plan (results/compare/<base>), for `build_report`."""
+    roots = {item.run_dir.parent.parent for item in planned}
+    if len(roots) != 1:
+        raise GanbenchError("the plan spans several result folders; report each with ganbench report --results")
+    return roots.pop()

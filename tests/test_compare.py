@@ -1,0 +1,285 @@
+"""`ganbench compare`: planning methods × seeds, stable run directories, running, skipping and resuming."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ganbench import compare
+from ganbench.compare import parse_methods, parse_seeds, plan, run_plan, run_state
+from ganbench.errors import GanbenchError, RecipeError
+from ganbench.store import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = [  # the quickstart cut down to seconds: 300 steps, a checkpoint and an evaluation every 100
+    "train.steps=300",
+    "train.checkpoint_every=100",
+    "train.sample_every=100",
+    "train.log_every=50",
+    "eval.every=100",
+    "eval.num_samples=1000",
+]
+
+
+def test_parse_methods_and_seeds() -> None:
+    assert parse_methods("sn, gn,pgn,gn,wgangp") == ["sn", "gn", "pgn", "wgan-gp"]
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_seeds("3-5,1,3") == [3, 4, 5, 1]
+    with pytest.raises(GanbenchError, match="--seeds"):
+        parse_seeds("a,b")
+    with pytest.raises(GanbenchError, match="--methods"):
+        parse_methods(" , ")
+
+
+def test_controlled_plan_changes_only_method_and_seed(tmp_path: Path) -> None:
+    planned = plan(["gn", "sn", "wgan-gp"], seeds=[0, 1], results=tmp_path)
+    assert [(p.method, p.seed) for p in planned] == [
+        ("gn", 0), ("gn", 1), ("sn", 0), ("sn", 1), ("wgan-gp", 0), ("wgan-gp", 1)
+    ]  # fmt: skip
+    assert all(p.state == "missing" for p in planned)
+    assert planned[2].run_dir == tmp_path / "compare" / "quickstart" / "sn" / "seed-0"
+    base = planned[0].recipe
+    for item in planned:
+        assert item.recipe.method.name == item.method and item.recipe.seed == item.seed
+        assert item.recipe.train == base.train and item.recipe.data == base.data and item.recipe.model == base.model
+    assert planned[0].changes == []  # the quickstart is GN with seed 0 already
+    assert planned[3].changes == ["method.name = 'sn'", "seed = 1"]
+    assert planned[4].recipe.loss.name == "wasserstein"  # WGAN-GP needs the Wasserstein loss, and says so
+    assert "loss.name = 'wasserstein' (wgan-gp needs this loss family)" in planned[4].changes
+    assert planned[2].recipe.loss.name == base.loss.name
+    again = plan(["gn", "sn", "wgan-gp"], seeds=[0, 1], results=tmp_path)
+    assert [p.run_dir for p in again] == [p.run_dir for p in planned]
+
+
+def test_overrides_give_their_own_stable_folder(tmp_path: Path) -> None:
+    planned = plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)
+    assert planned[0].recipe.train.steps == 300
+    folder = planned[0].run_dir.parent.parent
+    assert folder.parent == tmp_path / "compare" and folder.name.startswith("quickstart-")
+    assert plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)[0].run_dir == planned[0].run_dir
+    same = plan(["gn"], seeds=[0], overrides=["train.steps=6000"], results=tmp_path)  # the file's own value
+    assert same[0].run_dir.parent.parent.name == "quickstart"
+
+
+def test_compare_owns_method_and_seed(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="--methods"):
+        plan(["gn"], overrides=["method.name=sn"], results=tmp_path)
+    with pytest.raises(RecipeError, match="--seeds"):
+        plan(["gn"], overrides=["seed=3"], results=tmp_path)
+    with pytest.raises(RecipeError, match="method.name"):
+        plan(["gnn"], results=tmp_path)  # unknown method: the recipe validation names the key
+
+
+def test_paper_protocol_takes_each_methods_recipe(tmp_path: Path) -> None:
+    base = REPO / "recipes" / "cifar10_cnn_gn_cr.toml"
+    planned = plan(["sn", "wgan-gp", "pgn"], recipe_path=base, seeds=[0], results=tmp_path, protocol="paper")
+    assert [p.recipe.name for p in planned] == [
+        "cifar10_cnn_sn_cr",
+        "cifar10_cnn_wgangp_cr",
+        "cifar10_cnn_pgn_cr",
+    ]
+    assert [p.source.name for p in planned if p.source] == [f"{p.recipe.name}.toml" for p in planned]
+    assert planned[0].run_dir == tmp_path / "compare" / "cifar10_cnn_cr-paper" / "sn" / "seed-0"
+    with pytest.raises(RecipeError, match="give --recipe"):
+        plan(["sn"], results=tmp_path, protocol="paper")
+    with pytest.raises(RecipeError, match="not a paper recipe name"):
+        plan(["sn"], recipe_path=REPO / "recipes" / "quickstart.toml", results=tmp_path, protocol="paper")
+    with pytest.raises(RecipeError, match="no paper recipe"):
+        plan(["lgan"], recipe_path=base, results=tmp_path, protocol="paper")
+
+
+def test_run_state_reads_the_run_directory(tmp_path: Path) -> None:
+    (item,) = plan(["sn"], seeds=[0], results=tmp_path)
+    run = RunDir(item.run_dir)
+    assert run_state(item.run_dir, item.recipe) == ("missing", "")
+    run.root.mkdir(parents=True)
+    run.write_recipe(item.recipe)  # a start killed before its run.json
+    assert run_state(item.run_dir, item.recipe)[0] == "missing"
+    pairs = [("running", "interrupted"), ("interrupted", "interrupted"), ("finished", "finished")]
+    for status, state in [*pairs, ("diverged", "diverged"), ("failed", "failed")]:
+        run.write_run({"recipe_hash": item.recipe.hash(), "status": status, "step": 5, "steps": 10})
+        assert run_state(item.run_dir, item.recipe)[0] == state
+    run.write_run({"recipe_hash": "0" * 16, "status": "finished"})
+    state, message = run_state(item.run_dir, item.recipe)
+    assert state == "conflict" and "different recipe" in message
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running, with a stand-in trainer: fast, and it shows which device each run was given.
+
+FAKE_TRAINER = """
+import os, sys
+from ganbench.recipe import loads
+from ganbench.store import RunDir
+recipe_file, run_dir = sys.argv[1], sys.argv[2]
+recipe = loads(open(recipe_file).read())
+if recipe.method.name == "sn":
+    print("error: pretend the data are missing", file=sys.stderr)
+    sys.exit(2)
+run = RunDir(run_dir)
+run.root.mkdir(parents=True, exist_ok=True)
+run.write_recipe(recipe)
+run.write_run({"recipe_hash": recipe.hash(), "status": "finished", "step": 1, "steps": 1})
+(run.root / "device.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "cpu"))
+"""
+
+
+@pytest.fixture
+def fake_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    calls: list[list[str]] = []
+
+    def command(recipe_file: Path, run_dir: Path) -> list[str]:
+        calls.append([str(recipe_file), str(run_dir)])
+        return [sys.executable, str(script), str(recipe_file), str(run_dir)]
+
+    monkeypatch.setattr(compare, "train_command", command)
+    return calls
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def start(self, task: str, total: int | None, completed: int = 0) -> None:
+        self.events.append(("start", total))
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        self.events.append(("advance", fields.get("state")))
+
+    def finish(self) -> None:
+        self.events.append(("finish", None))
+
+
+def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, fake_trainer: list[list[str]]) -> None:
+    planned = plan(["gn", "sn", "pgn"], seeds=[0], results=tmp_path / "results")
+    progress = Recorder()
+    done = run_plan(planned, devices=["0", "1"], progress=progress)
+    states = {item.method: item.state for item in done}
+    assert states == {"gn": "finished", "sn": "failed", "pgn": "finished"}
+    failed = next(item for item in done if item.method == "sn")
+    assert "pretend the data are missing" in failed.message
+    assert compare.log_path(failed).is_file()
+    devices = {(item.run_dir / "device.txt").read_text() for item in done if item.state == "finished"}
+    assert devices <= {"0", "1"}
+    assert progress.events[0] == ("start", 3) and progress.events[-1] == ("finish", None)
+    assert sorted(e[1] for e in progress.events if e[0] == "advance") == ["failed", "finished", "finished"]
+    # A second call runs only what is not finished: the failed run, nothing else.
+    calls = len(fake_trainer)
+    run_plan(plan(["gn", "sn", "pgn"], seeds=[0], results=tmp_path / "results"), devices=["0"])
+    assert len(fake_trainer) == calls + 1 and fake_trainer[-1][1].endswith("sn/seed-0")
+
+
+def test_slurm_submits_through_submitit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    submitted: list[Any] = []
+
+    class Executor:
+        def __init__(self, folder: str) -> None:
+            self.folder, self.parameters = folder, {}
+
+        def update_parameters(self, **kwargs: Any) -> None:
+            self.parameters.update(kwargs)
+
+        def submit(self, job: Any) -> Any:
+            submitted.append((self, job))
+            return types.SimpleNamespace(job_id=str(1000 + len(submitted)))
+
+    states = {"1001": "RUNNING", "1002": "FAILED"}
+
+    class SlurmJob:
+        def __init__(self, folder: str, job_id: str) -> None:
+            self.state = states[job_id]
+
+    fake = types.ModuleType("submitit")
+    fake.AutoExecutor = Executor  # type: ignore[attr-defined]
+    fake.SlurmJob = SlurmJob  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "submitit", fake)
+    planned = plan(["gn", "sn"], seeds=[0], results=tmp_path)
+    done = run_plan(planned, launcher="slurm", slurm_options={"slurm_partition": "gpu"})
+    assert [item.state for item in done] == ["submitted", "submitted"]
+    assert [item.message for item in done] == ["slurm job 1001", "slurm job 1002"]
+    executor, job = submitted[0]
+    assert executor.parameters == {"gpus_per_node": 1, "timeout_min": 1440, "slurm_partition": "gpu"}
+    assert isinstance(job, compare.TrainJob) and job.run_dir == str(planned[0].run_dir)
+    # Again while job 1001 still runs and 1002 failed: only the failed one is submitted again.
+    again = run_plan(plan(["gn", "sn"], seeds=[0], results=tmp_path), launcher="slurm")
+    assert [item.message for item in again] == ["slurm job 1001", "slurm job 1003"]
+    assert len(submitted) == 3
+    monkeypatch.setitem(sys.modules, "submitit", None)  # not installed
+    with pytest.raises(GanbenchError, match=r"ganbench\[slurm\]"):
+        run_plan(planned, launcher="slurm")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The real thing: `ganbench train` subprocesses on the quickstart.
+
+
+def _mtimes(folder: Path) -> dict[str, float]:
+    return {str(path): path.stat().st_mtime_ns for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_compare_quickstart_runs_then_skips_everything(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    planned = plan(["gn", "sn"], seeds=[0, 1], overrides=FAST, results=results)
+    done = run_plan(planned)
+    assert [item.state for item in done] == ["finished"] * 4, [item.message for item in done]
+    for item in done:
+        metrics = RunDir(item.run_dir).read_metrics()
+        assert set(metrics["metric"]) >= {"modes_covered", "hq_percent"}
+        assert sorted(set(metrics["step"])) == [100, 200, 300]
+    before = _mtimes(results)
+    again = plan(["gn", "sn"], seeds=[0, 1], overrides=FAST, results=results)
+    assert [item.state for item in again] == ["finished"] * 4
+    assert [item.state for item in run_plan(again)] == ["finished"] * 4
+    assert _mtimes(results) == before  # nothing re-run, nothing rewritten
+
+    from ganbench.report import build_report
+
+    text, warnings = build_report(compare.results_root(done), "markdown", None)
+    assert not warnings
+    assert "| GN-GAN | 0, 1 |" in text and "| SN-GAN | 0, 1 |" in text
+
+
+@pytest.mark.slow
+def test_compare_resumes_a_killed_run(tmp_path: Path) -> None:
+    (item,) = plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)
+    recipe_file = tmp_path / "recipe.toml"
+    recipe_file.write_text(item.recipe.to_toml())
+    process = subprocess.Popen(
+        compare.train_command(recipe_file, item.run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    first = item.run_dir / "checkpoints" / "step-100.pt"
+    deadline = time.monotonic() + 120
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.exists(), "the run never wrote its first checkpoint"
+    (replanned,) = plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)
+    if replanned.state == "finished":
+        pytest.skip("the run finished before it could be killed")
+    assert replanned.state == "interrupted"
+    kept = first.stat().st_mtime_ns
+    (done,) = run_plan([replanned])
+    assert done.state == "finished", done.message
+    assert first.stat().st_mtime_ns == kept  # resumed from its checkpoint, not trained again from step 0
+    history = RunDir(done.run_dir).read_history()
+    assert list(history["step"]) == sorted(set(history["step"])) and history["step"].max() == 300
+    metrics = RunDir(done.run_dir).read_metrics()
+    assert sorted(metrics.groupby(["step", "metric"]).size().unique()) == [1]  # no evaluation twice
+
+
+def test_packaged_quickstart_is_the_repository_one() -> None:
+    """ganbench/recipes/quickstart.toml is package data (for non-editable installs): it must not drift."""
+    packaged = REPO / "ganbench" / "recipes" / "quickstart.toml"
+    assert packaged.read_text() == (REPO / "recipes" / "quickstart.toml").read_text()
+    assert compare.default_recipe() == packaged.resolve()
