@@ -1,4 +1,4 @@
-"""Lipschitz methods: the laws of GN, a hand computation of PGN, GraN's slope K, SN's unit spectral norm, penalties, CR."""
+"""Lipschitz methods: GN laws, PGN by hand, GraN slope K, SN unit spectral norm, penalties, CR."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import tarfile
 from pathlib import Path
 
@@ -30,9 +31,13 @@ def _present(cls: type) -> type:
             return folder.is_dir() and all((folder / entry[0]).is_file() for entry in self._files())
 
         def _files(self) -> list[tuple[str, str]]:
-            if hasattr(self, "train_list"):
-                return self.train_list + self.test_list if self.train else self.test_list
-            return self.train_list + self.test_list
+            return (self.train_list if self.train else self.test_list) + [(self.meta["filename"], "")]
+
+        def _load_meta(self) -> None:
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            with open(path, "rb") as handle:
+                self.classes = pickle.load(handle, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
 
     Present.__name__ = cls.__name__
     return Present
