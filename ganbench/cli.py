@@ -183,9 +183,17 @@ def evaluate(
 
     def work() -> None:
         rows = evaluate_run(
-            RunDir(run_dir), checkpoints=checkpoint, ema=ema, num_samples=num_samples,
-            metrics=metrics.split(",") if metrics else None, backend=backend, inception_weights=inception_weights,
-            ref_stats=ref_stats, force=force, device=device, progress=RichProgress("img"),
+            RunDir(run_dir),
+            checkpoints=checkpoint,
+            ema=ema,
+            num_samples=num_samples,
+            metrics=metrics.split(",") if metrics else None,
+            backend=backend,
+            inception_weights=inception_weights,
+            ref_stats=ref_stats,
+            force=force,
+            device=device,
+            progress=RichProgress("img"),
         )
         if rows.empty:
             console.print("nothing to do: these scores are already in metrics.parquet (use --force to recompute)")
@@ -194,8 +202,16 @@ def evaluate(
         for column in ("checkpoint", "step", "generator", "metric", "value", "n_fake", "ref_split", "extractor"):
             table.add_column(column, justify="right" if column in ("step", "value", "n_fake") else "left")
         for row in rows.to_dict("records"):
-            table.add_row(str(row["checkpoint"]), str(row["step"]), row["generator"], row["metric"],
-                          f"{row['value']:.4f}", str(row["n_fake"]), str(row["ref_split"]), str(row["extractor"]))
+            table.add_row(
+                str(row["checkpoint"]),
+                str(row["step"]),
+                row["generator"],
+                row["metric"],
+                f"{row['value']:.4f}",
+                str(row["n_fake"]),
+                str(row["ref_split"]),
+                str(row["extractor"]),
+            )
         console.print(table)
 
     _guarded(work)
@@ -231,9 +247,14 @@ def stats(
         table = Table(title=f"reference statistics: {result.dataset} {result.split}")
         table.add_column("field")
         table.add_column("value")
-        for name, value in (("images", result.n), ("dataset hash", result.dataset_hash), ("cache key", result.key),
-                            ("extractor", extractor.name), ("weights", extractor.weights),
-                            ("resize", extractor.resize)):
+        for name, value in (
+            ("images", result.n),
+            ("dataset hash", result.dataset_hash),
+            ("cache key", result.key),
+            ("extractor", extractor.name),
+            ("weights", extractor.weights),
+            ("resize", extractor.resize),
+        ):
             table.add_row(name, str(value))
         console.print(table)
         if export is not None:
@@ -268,8 +289,12 @@ def compare(
 
     def work() -> None:
         planned = comparing.plan(
-            comparing.parse_methods(methods), recipe_path=recipe_path, seeds=comparing.parse_seeds(seeds),
-            overrides=overrides or [], results=results, protocol=protocol,
+            comparing.parse_methods(methods),
+            recipe_path=recipe_path,
+            seeds=comparing.parse_seeds(seeds),
+            overrides=overrides or [],
+            results=results,
+            protocol=protocol,
         )
         console.print(comparing.format_plan(planned), soft_wrap=True, highlight=False, markup=False)
         if dry_run:

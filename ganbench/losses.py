@@ -22,12 +22,14 @@ class Loss:
 
 LOSSES: Registry[Loss] = Registry("loss", "loss.name")
 
-LOSSES.add("bce", Loss(  # non-saturating, as the GN-GAN code
-    "bce", lambda r, f: (F.softplus(-r).mean(), F.softplus(f).mean()), lambda f: F.softplus(-f).mean()))
-LOSSES.add("hinge", Loss(
-    "hinge", lambda r, f: (F.relu(1 - r).mean(), F.relu(1 + f).mean()), lambda f: -f.mean()))
-LOSSES.add("wasserstein", Loss(
-    "wasserstein", lambda r, f: (-r.mean(), f.mean()), lambda f: -f.mean()))
+LOSSES.add(
+    "bce",
+    Loss(  # non-saturating, as the GN-GAN code
+        "bce", lambda r, f: (F.softplus(-r).mean(), F.softplus(f).mean()), lambda f: F.softplus(-f).mean()
+    ),
+)
+LOSSES.add("hinge", Loss("hinge", lambda r, f: (F.relu(1 - r).mean(), F.relu(1 + f).mean()), lambda f: -f.mean()))
+LOSSES.add("wasserstein", Loss("wasserstein", lambda r, f: (-r.mean(), f.mean()), lambda f: -f.mean()))
 
 
 def _lgan(name: str, phi: Callable[[Tensor], Tensor], psi: Callable[[Tensor], Tensor]) -> Loss:

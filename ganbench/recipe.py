@@ -36,9 +36,7 @@ class DataConfig:
     root: str = "data"  # where the dataset's files are (or are downloaded to)
     download: bool = False  # let torchvision download CIFAR/STL into `root` (needs network)
     split: str = "train"  # train, test, unlabeled (STL-10), all
-    size: int = _range(
-        0, 1024, default=0
-    )  # image side in pixels after resize; 0 keeps the dataset's own size
+    size: int = _range(0, 1024, default=0)  # image side in pixels after resize; 0 keeps the dataset's own size
     num_samples: int = _range(0, default=0)  # synthetic sets: how many to draw; 0 = the set's default
     seed: int = 0  # synthetic sets: which draw
 

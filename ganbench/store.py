@@ -28,6 +28,13 @@ STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
+def cache_dir() -> Path:
+    """The user cache folder for decoded data and reference statistics (never inside site-packages)."""
+    if os.environ.get("GANBENCH_CACHE"):
+        return Path(os.environ["GANBENCH_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganbench"
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write through `write(tmp)` into a temp file beside `path`, fsync it, then rename it over `path`.
 
@@ -67,9 +74,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for damaged files
-        raise RunDirError(
-            f"{path}: unreadable Parquet file ({err}); delete it or restore it from a backup"
-        ) from None
+        raise RunDirError(f"{path}: unreadable Parquet file ({err}); delete it or restore it from a backup") from None
 
 
 class RunDir:
@@ -96,9 +101,7 @@ class RunDir:
         if not self.root.is_dir():
             raise RunDirError(f"{self.root}: no such run directory; give a folder made by `ganbench train`")
         if not self.exists():
-            raise RunDirError(
-                f"{self.root}: not a run directory (no run.json); give a folder made by `ganbench train`"
-            )
+            raise RunDirError(f"{self.root}: not a run directory (no run.json); give a folder made by `ganbench train`")
         return self
 
     # recipe and run.json

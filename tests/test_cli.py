@@ -34,8 +34,7 @@ CLI_ERRORS = [
     (TINY_RECIPE, ["--set", "train.stepz=3"], "train.stepz"),
     (TINY_RECIPE, ["--set", "method.name=gnn"], "method.name"),
     (TINY_RECIPE, ["--set", "train.steps=-1"], "train.steps"),
-    (TINY_RECIPE, ["--set", "data.name=cifar10", "--set", "model.arch=cnn32", "--set", "data.root=nowhere"],
-     "nowhere"),
+    (TINY_RECIPE, ["--set", "data.name=cifar10", "--set", "model.arch=cnn32", "--set", "data.root=nowhere"], "nowhere"),
     (TINY_RECIPE, ["--set", "train.device=cuda:7"], "train.device"),
     ("[train\n", [], "not valid TOML"),
 ]
@@ -66,8 +65,18 @@ def test_missing_recipe_file(tmp_path: Path) -> None:
 
 def test_diverged_run_exits_1(tmp_path: Path) -> None:
     recipe = _write(tmp_path, TINY_RECIPE)
-    args = ["--set", "method.name=none", "--set", "loss.name=wasserstein", "--set", "train.lr_d=1e30",
-            "--set", "train.lr_g=1e30", "--set", "train.steps=200"]
+    args = [
+        "--set",
+        "method.name=none",
+        "--set",
+        "loss.name=wasserstein",
+        "--set",
+        "train.lr_d=1e30",
+        "--set",
+        "train.lr_g=1e30",
+        "--set",
+        "train.steps=200",
+    ]
     result = runner.invoke(app, ["train", str(recipe), "--run-dir", str(tmp_path / "run"), *args])
     assert result.exit_code == 1, result.output
     assert "NaN" in result.stderr

@@ -23,23 +23,44 @@ def mean(values: list[float]) -> float:
 
 def test_names() -> None:
     assert LOSSES.names() == sorted(
-        ["bce", "hinge", "wasserstein", "lgan-x", "lgan-exp", "lgan-log_sigmoid", "lgan-sqrt", "lgan-lsgan",
-         "lgan-hinge"]
+        [
+            "bce",
+            "hinge",
+            "wasserstein",
+            "lgan-x",
+            "lgan-exp",
+            "lgan-log_sigmoid",
+            "lgan-sqrt",
+            "lgan-lsgan",
+            "lgan-hinge",
+        ]
     )
 
 
 CASES = {
-    "bce": (mean([softplus(-2.0), softplus(0.5)]), mean([softplus(-3.0), softplus(0.5)]),
-            mean([softplus(3.0), softplus(-0.5)])),
+    "bce": (
+        mean([softplus(-2.0), softplus(0.5)]),
+        mean([softplus(-3.0), softplus(0.5)]),
+        mean([softplus(3.0), softplus(-0.5)]),
+    ),
     "hinge": (mean([0.0, 1.5]), mean([0.0, 1.5]), mean([3.0, -0.5])),
     "wasserstein": (-0.75, -1.25, 1.25),
     "lgan-x": (-0.75, -1.25, 1.25),
-    "lgan-exp": (mean([math.exp(-2.0), math.exp(0.5)]), mean([math.exp(-3.0), math.exp(0.5)]),
-                 mean([math.exp(3.0), math.exp(-0.5)])),
-    "lgan-log_sigmoid": (mean([softplus(-2.0), softplus(0.5)]), mean([softplus(-3.0), softplus(0.5)]),
-                         mean([softplus(3.0), softplus(-0.5)])),
-    "lgan-sqrt": (mean([math.sqrt(5) - 2, math.sqrt(1.25) + 0.5]), mean([math.sqrt(10) - 3, math.sqrt(1.25) + 0.5]),
-                  mean([math.sqrt(10) + 3, math.sqrt(1.25) - 0.5])),
+    "lgan-exp": (
+        mean([math.exp(-2.0), math.exp(0.5)]),
+        mean([math.exp(-3.0), math.exp(0.5)]),
+        mean([math.exp(3.0), math.exp(-0.5)]),
+    ),
+    "lgan-log_sigmoid": (
+        mean([softplus(-2.0), softplus(0.5)]),
+        mean([softplus(-3.0), softplus(0.5)]),
+        mean([softplus(3.0), softplus(-0.5)]),
+    ),
+    "lgan-sqrt": (
+        mean([math.sqrt(5) - 2, math.sqrt(1.25) + 0.5]),
+        mean([math.sqrt(10) - 3, math.sqrt(1.25) + 0.5]),
+        mean([math.sqrt(10) + 3, math.sqrt(1.25) - 0.5]),
+    ),
     "lgan-lsgan": (mean([1.0, 2.25]), mean([4.0, 2.25]), mean([16.0, 0.25])),
     "lgan-hinge": (mean([0.0, 1.5]), mean([0.0, 1.5]), mean([4.0, 0.5])),
 }

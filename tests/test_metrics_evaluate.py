@@ -91,8 +91,9 @@ batch_size = 16
 """
 
 
-def test_image_evaluation_with_a_local_trunk_through_the_cli(tmp_path: Path, trunk: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_evaluation_with_a_local_trunk_through_the_cli(
+    tmp_path: Path, trunk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("ganbench.metrics.evaluate.KID_SUBSET_SIZE", 20)
     recipe = tmp_path / "shapes.toml"
     recipe.write_text(SHAPES)
@@ -106,8 +107,9 @@ def test_image_evaluation_with_a_local_trunk_through_the_cli(tmp_path: Path, tru
     assert (metrics["n_fake"] == 40).all() and (metrics["n_real"] == 64).all()
     assert metrics.loc[metrics["metric"] == "fid", "value"].iloc[0] > 0
 
-    refused = runner.invoke(app, ["eval", str(run_dir), "--checkpoint", "last", "--inception-weights", trunk,
-                                  "--metrics", "fid,is"])
+    refused = runner.invoke(
+        app, ["eval", str(run_dir), "--checkpoint", "last", "--inception-weights", trunk, "--metrics", "fid,is"]
+    )
     assert refused.exit_code == 2
     assert "no 1008-class head" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 

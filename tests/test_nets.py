@@ -45,10 +45,27 @@ def test_shapes_and_ranges(arch: str) -> None:
 
 def test_cnn32_parameter_counts_match_the_layer_list() -> None:
     generator, discriminator = build_nets(ModelConfig(arch="cnn32"), (3, 32, 32))
-    d_expected = (conv(3, 64, 3) + conv(64, 128, 4) + conv(128, 128, 3) + conv(128, 256, 4) + conv(256, 256, 3)
-                  + conv(256, 512, 4) + conv(512, 512, 3) + (512 * 4 * 4 + 1))
-    g_expected = ((128 * 512 * 16 + 512 * 16) + 2 * 512 + (512 * 256 * 16 + 256) + 2 * 256 + (256 * 128 * 16 + 128)
-                  + 2 * 128 + (128 * 64 * 16 + 64) + 2 * 64 + conv(64, 3, 3))
+    d_expected = (
+        conv(3, 64, 3)
+        + conv(64, 128, 4)
+        + conv(128, 128, 3)
+        + conv(128, 256, 4)
+        + conv(256, 256, 3)
+        + conv(256, 512, 4)
+        + conv(512, 512, 3)
+        + (512 * 4 * 4 + 1)
+    )
+    g_expected = (
+        (128 * 512 * 16 + 512 * 16)
+        + 2 * 512
+        + (512 * 256 * 16 + 256)
+        + 2 * 256
+        + (256 * 128 * 16 + 128)
+        + 2 * 128
+        + (128 * 64 * 16 + 64)
+        + 2 * 64
+        + conv(64, 3, 3)
+    )
     assert count(discriminator) == d_expected
     assert count(generator) == g_expected
 

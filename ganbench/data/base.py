@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from ganbench.errors import RecipeError
 from ganbench.recipe import DataConfig
 from ganbench.registry import Registry
+from ganbench.store import atomic_write, cache_dir
 
 
 @dataclass
@@ -66,29 +66,28 @@ def resize_images(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.T
         return images
     out = []
     for block in images.split(chunk):
-        resized = F.interpolate(block.float(), size=(size, size), mode="bilinear", antialias=True,
-                                align_corners=False)
+        resized = F.interpolate(block.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(resized.round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out)
 
 
-def image_dataset(name: str, split: str, nhwc: np.ndarray, source: str, size: int,
-                  labels: np.ndarray | None = None) -> Dataset:
+def image_dataset(
+    name: str, split: str, nhwc: np.ndarray, source: str, size: int, labels: np.ndarray | None = None
+) -> Dataset:
     images = resize_images(torch.from_numpy(np.ascontiguousarray(nhwc)).permute(0, 3, 1, 2).contiguous(), size)
-    return Dataset(name, split, "image", images, content_hash(images), source,
-                   None if labels is None else torch.as_tensor(labels, dtype=torch.int64))
-
-
-def cache_dir() -> Path:
-    if os.environ.get("GANBENCH_CACHE"):
-        return Path(os.environ["GANBENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganbench"
+    return Dataset(
+        name,
+        split,
+        "image",
+        images,
+        content_hash(images),
+        source,
+        None if labels is None else torch.as_tensor(labels, dtype=torch.int64),
+    )
 
 
 def cached_array(key: str, build: Callable[[], np.ndarray]) -> np.ndarray:
     """An array from the user cache, or built and written there atomically."""
-    from ganbench.store import atomic_write
-
     path = cache_dir() / "data" / f"{key}.npy"
     if path.exists():
         try:

@@ -50,9 +50,12 @@ CIFAR100 = _present(tv.CIFAR100)
 class STL10(tv.STL10):
     def _check_integrity(self) -> bool:
         folder = Path(self.root) / self.base_folder
-        files = {"unlabeled": ["unlabeled_X.bin"], "train": ["train_X.bin", "train_y.bin"],
-                 "test": ["test_X.bin", "test_y.bin"],
-                 "train+unlabeled": ["train_X.bin", "train_y.bin", "unlabeled_X.bin"]}[self.split]
+        files = {
+            "unlabeled": ["unlabeled_X.bin"],
+            "train": ["train_X.bin", "train_y.bin"],
+            "test": ["test_X.bin", "test_y.bin"],
+            "train+unlabeled": ["train_X.bin", "train_y.bin", "unlabeled_X.bin"],
+        }[self.split]
         return all((folder / name).is_file() for name in files)
 
 
@@ -72,8 +75,9 @@ def _torchvision(cls: type, name: str, folder: str, cfg: DataConfig, **kwargs: o
 
 def _load_cifar(cls: type, name: str, folder: str, cfg: DataConfig) -> Dataset:
     found = _torchvision(cls, name, folder, cfg, train=cfg.split == "train")
-    return image_dataset(cfg.name, cfg.split, found.data, f"torchvision {name} under {cfg.root}", cfg.size,
-                         np.asarray(found.targets))
+    return image_dataset(
+        cfg.name, cfg.split, found.data, f"torchvision {name} under {cfg.root}", cfg.size, np.asarray(found.targets)
+    )
 
 
 def _load_stl10(cfg: DataConfig) -> Dataset:
@@ -87,14 +91,39 @@ def _square(default: int):  # noqa: ANN202
     return lambda cfg: (3, cfg.size or default, cfg.size or default)
 
 
-DATASETS.add("cifar10", DatasetSpec("cifar10", "image", "CIFAR-10 (torchvision), 32 px",
-                                    lambda cfg: _load_cifar(CIFAR10, "CIFAR-10", "cifar-10-batches-py", cfg),
-                                    _square(32), ("train", "test")))
-DATASETS.add("cifar100", DatasetSpec("cifar100", "image", "CIFAR-100 (torchvision), 32 px",
-                                     lambda cfg: _load_cifar(CIFAR100, "CIFAR-100", "cifar-100-python", cfg),
-                                     _square(32), ("train", "test")))
-DATASETS.add("stl10", DatasetSpec("stl10", "image", "STL-10 (torchvision), resized to 48 px by default",
-                                  _load_stl10, _square(48), ("unlabeled", "train", "test", "train+unlabeled")))
+DATASETS.add(
+    "cifar10",
+    DatasetSpec(
+        "cifar10",
+        "image",
+        "CIFAR-10 (torchvision), 32 px",
+        lambda cfg: _load_cifar(CIFAR10, "CIFAR-10", "cifar-10-batches-py", cfg),
+        _square(32),
+        ("train", "test"),
+    ),
+)
+DATASETS.add(
+    "cifar100",
+    DatasetSpec(
+        "cifar100",
+        "image",
+        "CIFAR-100 (torchvision), 32 px",
+        lambda cfg: _load_cifar(CIFAR100, "CIFAR-100", "cifar-100-python", cfg),
+        _square(32),
+        ("train", "test"),
+    ),
+)
+DATASETS.add(
+    "stl10",
+    DatasetSpec(
+        "stl10",
+        "image",
+        "STL-10 (torchvision), resized to 48 px by default",
+        _load_stl10,
+        _square(48),
+        ("unlabeled", "train", "test", "train+unlabeled"),
+    ),
+)
 
 # The lossy CIFAR-10 copy: train/<class>/NNNN.jpg and test/<class>/NNNN.jpg inside one tar.xz archive.
 JPEG_ARCHIVE = "cifar10-jpeg-q75.tar.xz"
@@ -110,8 +139,10 @@ def find_jpeg_archive(root: str) -> Path:
         if path.is_file():
             return path
     looked = ", ".join(str(p) for p in candidates)
-    raise DataError(f"cifar10-jpeg: no {JPEG_ARCHIVE} found (looked at {looked}); set data.root to the archive or "
-                    "its folder, or $GANBENCH_CIFAR10_JPEG")
+    raise DataError(
+        f"cifar10-jpeg: no {JPEG_ARCHIVE} found (looked at {looked}); set data.root to the archive or "
+        "its folder, or $GANBENCH_CIFAR10_JPEG"
+    )
 
 
 def decode_jpeg_archive(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -156,5 +187,14 @@ def _load_jpeg(cfg: DataConfig) -> Dataset:
     return image_dataset(cfg.name, cfg.split, x, f"CIFAR-10 JPEG copy {path} (lossy, quality 75)", cfg.size, y)
 
 
-DATASETS.add("cifar10-jpeg", DatasetSpec("cifar10-jpeg", "image", "the lossy CIFAR-10 JPEG copy, read from its tar",
-                                         _load_jpeg, _square(32), ("train", "test")))
+DATASETS.add(
+    "cifar10-jpeg",
+    DatasetSpec(
+        "cifar10-jpeg",
+        "image",
+        "the lossy CIFAR-10 JPEG copy, read from its tar",
+        _load_jpeg,
+        _square(32),
+        ("train", "test"),
+    ),
+)

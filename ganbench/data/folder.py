@@ -45,5 +45,9 @@ def _load(cfg: DataConfig) -> Dataset:
     return image_dataset(cfg.name, cfg.split, images, f"image folder {root} ({len(files)} files)", 0)
 
 
-DATASETS.add("folder", DatasetSpec("folder", "image", "every image under data.root, square-cropped to data.size",
-                                   _load, _shape, ("all", "train")))
+DATASETS.add(
+    "folder",
+    DatasetSpec(
+        "folder", "image", "every image under data.root, square-cropped to data.size", _load, _shape, ("all", "train")
+    ),
+)

@@ -29,8 +29,17 @@ def _mixture(name: str, modes: torch.Tensor, cfg: DataConfig) -> Dataset:
     generator = torch.Generator().manual_seed(cfg.seed + SPLIT_OFFSET[cfg.split])
     which = torch.randint(len(modes), (n,), generator=generator)
     points = modes[which] + MODE_STD * torch.randn(n, 2, generator=generator)
-    return Dataset(name, cfg.split, "points", points, content_hash(points),
-                   f"synthetic {name} seed {cfg.seed} n={n}", which, modes, MODE_STD)
+    return Dataset(
+        name,
+        cfg.split,
+        "points",
+        points,
+        content_hash(points),
+        f"synthetic {name} seed {cfg.seed} n={n}",
+        which,
+        modes,
+        MODE_STD,
+    )
 
 
 def draw_shapes(n: int, size: int, seed: int) -> np.ndarray:
@@ -60,14 +69,47 @@ def _shapes(cfg: DataConfig) -> Dataset:
     n = cfg.num_samples or 2_000
     images = torch.from_numpy(draw_shapes(n, size, cfg.seed + SPLIT_OFFSET[cfg.split])).permute(0, 3, 1, 2)
     images = images.contiguous()
-    return Dataset("shapes", cfg.split, "image", images, content_hash(images),
-                   f"synthetic shapes seed {cfg.seed} n={n} at {size} px")
+    return Dataset(
+        "shapes",
+        cfg.split,
+        "image",
+        images,
+        content_hash(images),
+        f"synthetic shapes seed {cfg.seed} n={n} at {size} px",
+    )
 
 
 SPLITS = tuple(SPLIT_OFFSET)
-DATASETS.add("ring8", DatasetSpec("ring8", "points", "8 Gaussians on a circle of radius 2, std 0.05",
-                                  lambda cfg: _mixture("ring8", ring8(), cfg), lambda cfg: (2,), SPLITS))
-DATASETS.add("grid25", DatasetSpec("grid25", "points", "5x5 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
-                                   lambda cfg: _mixture("grid25", grid25(), cfg), lambda cfg: (2,), SPLITS))
-DATASETS.add("shapes", DatasetSpec("shapes", "image", "tiny procedurally drawn shapes for smoke runs (32 px)",
-                                   _shapes, lambda cfg: (3, cfg.size or 32, cfg.size or 32), SPLITS))
+DATASETS.add(
+    "ring8",
+    DatasetSpec(
+        "ring8",
+        "points",
+        "8 Gaussians on a circle of radius 2, std 0.05",
+        lambda cfg: _mixture("ring8", ring8(), cfg),
+        lambda cfg: (2,),
+        SPLITS,
+    ),
+)
+DATASETS.add(
+    "grid25",
+    DatasetSpec(
+        "grid25",
+        "points",
+        "5x5 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
+        lambda cfg: _mixture("grid25", grid25(), cfg),
+        lambda cfg: (2,),
+        SPLITS,
+    ),
+)
+DATASETS.add(
+    "shapes",
+    DatasetSpec(
+        "shapes",
+        "image",
+        "tiny procedurally drawn shapes for smoke runs (32 px)",
+        _shapes,
+        lambda cfg: (3, cfg.size or 32, cfg.size or 32),
+        SPLITS,
+    ),
+)

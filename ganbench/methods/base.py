@@ -31,8 +31,9 @@ METHODS: Registry[type[Method]] = Registry("method", "method.name")
 METHODS.add("none", Method)
 
 
-def output_and_gradient_norm(d: nn.Module, x: torch.Tensor, create_graph: bool = True
-                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def output_and_gradient_norm(
+    d: nn.Module, x: torch.Tensor, create_graph: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """f = D(x) (N,), g = ∇ₓf per sample (same shape as x) and ‖g‖ (N,), with the graph kept for double backprop.
 
     A leaf input without grad (reals, detached fakes) gets a grad-enabled view; an input carrying G's graph keeps it,

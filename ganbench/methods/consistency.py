@@ -30,8 +30,9 @@ def augment(x: torch.Tensor, translate: float, flip: bool) -> torch.Tensor:
     return padded[batch, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
 
 
-def consistency_penalty(method: Method, d: nn.Module, real: torch.Tensor, fake: torch.Tensor | None,
-                        cfg: MethodConfig) -> torch.Tensor | None:
+def consistency_penalty(
+    method: Method, d: nn.Module, real: torch.Tensor, fake: torch.Tensor | None, cfg: MethodConfig
+) -> torch.Tensor | None:
     """λ·mean((f̂(T(x)) − f̂(x))²) on reals, plus the same on fakes with bCR; None when λ = 0.
 
     Neither branch is detached: the squared difference is differentiated through both, pulling them together.

@@ -12,8 +12,19 @@ import torch
 from ganbench import __version__
 
 # Fields that change a metric's value for the same generator; their hash is the row's `fingerprint`.
-PROTOCOL_FIELDS = ("extractor", "weights_hash", "resize", "quantize", "n_fake", "n_real", "ref_dataset",
-                   "ref_split", "ref_hash", "generator", "versions")
+PROTOCOL_FIELDS = (
+    "extractor",
+    "weights_hash",
+    "resize",
+    "quantize",
+    "n_fake",
+    "n_real",
+    "ref_dataset",
+    "ref_split",
+    "ref_hash",
+    "generator",
+    "versions",
+)
 
 
 def library_versions() -> str:

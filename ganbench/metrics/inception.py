@@ -18,18 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbench.errors import MetricError
+from ganbench.store import atomic_write_text, cache_dir
 
 WEIGHTS_ENV = "GANBENCH_INCEPTION_WEIGHTS"
 ALL_METRICS = frozenset({"fid", "kid", "pr", "is"})
 FEATURE_METRICS = frozenset({"fid", "kid", "pr"})
-
-
-def cache_dir() -> Path:
-    """The user cache directory for statistics and decoded data (never inside site-packages)."""
-    if os.environ.get("GANBENCH_CACHE"):
-        return Path(os.environ["GANBENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ganbench"
 
 
 def file_sha256(path: Path) -> str:
@@ -47,8 +40,6 @@ def file_sha256(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         known[key] = digest.hexdigest()
-        from ganbench.store import atomic_write_text
-
         atomic_write_text(memo, json.dumps(known, indent=1))
     return known[key]
 
@@ -93,8 +84,10 @@ class Extractor:
             x = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
             pool = self.module((x - 128.0) / 128.0)
             if pool.ndim != 2 or pool.shape[1] != 2048 or len(pool) != len(images):
-                raise MetricError(f"{self.weights}: the weights gave features of shape {tuple(pool.shape)}, "
-                                  "not (N, 2048); this is not an Inception pool3 trunk")
+                raise MetricError(
+                    f"{self.weights}: the weights gave features of shape {tuple(pool.shape)}, "
+                    "not (N, 2048); this is not an Inception pool3 trunk"
+                )
             out = {"pool": pool}
         return {key: value.double().cpu() for key, value in out.items()}
 
@@ -104,8 +97,9 @@ def resolve_weights(weights: str | None) -> str:
     return weights or os.environ.get(WEIGHTS_ENV, "")
 
 
-def build_extractor(backend: str = "torch-fidelity", weights: str | None = None,
-                    device: str | torch.device = "cpu") -> Extractor:
+def build_extractor(
+    backend: str = "torch-fidelity", weights: str | None = None, device: str | torch.device = "cpu"
+) -> Extractor:
     """An extractor for `backend`, or for the local weights file when one is given (which decides the kind)."""
     device = torch.device(device)
     path_text = resolve_weights(weights)
@@ -113,9 +107,16 @@ def build_extractor(backend: str = "torch-fidelity", weights: str | None = None,
         return _from_file(Path(path_text), device)
     if backend == "torch-fidelity":
         module = _torch_fidelity_module(None)
-        return Extractor("torch-fidelity-inception-v3", "torch-fidelity default (inception-2015-12-05)",
-                         "torch-fidelity-default", "tf1-bilinear-299", ALL_METRICS, module.to(device), device,
-                         "torch-fidelity")
+        return Extractor(
+            "torch-fidelity-inception-v3",
+            "torch-fidelity default (inception-2015-12-05)",
+            "torch-fidelity-default",
+            "tf1-bilinear-299",
+            ALL_METRICS,
+            module.to(device),
+            device,
+            "torch-fidelity",
+        )
     if backend == "pytorch-fid":
         try:
             from pytorch_fid.inception import InceptionV3
@@ -126,9 +127,16 @@ def build_extractor(backend: str = "torch-fidelity", weights: str | None = None,
                 f"pytorch-fid: could not get its Inception weights ({type(err).__name__}); without network, "
                 f"give a local file with --inception-weights or ${WEIGHTS_ENV}"
             ) from None
-        return Extractor("pytorch-fid-inception-v3", "pytorch-fid default (pt_inception-2015-12-05)",
-                         "pytorch-fid-default", "torch-bilinear-299", FEATURE_METRICS, module.eval().to(device),
-                         device, "pytorch-fid")
+        return Extractor(
+            "pytorch-fid-inception-v3",
+            "pytorch-fid default (pt_inception-2015-12-05)",
+            "pytorch-fid-default",
+            "torch-bilinear-299",
+            FEATURE_METRICS,
+            module.eval().to(device),
+            device,
+            "pytorch-fid",
+        )
     raise MetricError(f"--backend {backend}: unknown; choose torch-fidelity or pytorch-fid")
 
 
@@ -137,7 +145,8 @@ def _torch_fidelity_module(path: Path | None) -> nn.Module:
 
     try:
         return FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048", "logits_unbiased"],
+            "inception-v3-compat",
+            ["2048", "logits_unbiased"],
             feature_extractor_weights_path=None if path is None else str(path),
         )
     except Exception as err:
@@ -157,17 +166,34 @@ def _from_file(path: Path, device: torch.device) -> Extractor:
     except Exception:  # not TorchScript: maybe a torch-fidelity state dict with the 1008-class head
         module = None
     if module is not None:
-        return Extractor("torchscript-trunk", str(path), digest, "torch-bilinear-299", FEATURE_METRICS,
-                         module.eval(), device, "torchscript")
+        return Extractor(
+            "torchscript-trunk",
+            str(path),
+            digest,
+            "torch-bilinear-299",
+            FEATURE_METRICS,
+            module.eval(),
+            device,
+            "torchscript",
+        )
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise MetricError(f"{path}: neither TorchScript nor a state dict ({type(err).__name__}); "
-                          "give the Inception weights file") from None
+        raise MetricError(
+            f"{path}: neither TorchScript nor a state dict ({type(err).__name__}); give the Inception weights file"
+        ) from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise MetricError(f"{path}: not Inception-v3 weights in torch-fidelity's layout; give the right file")
     if "fc.weight" not in state:
         raise MetricError(f"{path}: an Inception state dict without its fc layer; give a TorchScript trunk instead")
     module = _torch_fidelity_module(path)
-    return Extractor("torch-fidelity-inception-v3", str(path), digest, "tf1-bilinear-299", ALL_METRICS,
-                     module.to(device), device, "torch-fidelity")
+    return Extractor(
+        "torch-fidelity-inception-v3",
+        str(path),
+        digest,
+        "tf1-bilinear-299",
+        ALL_METRICS,
+        module.to(device),
+        device,
+        "torch-fidelity",
+    )

@@ -24,9 +24,7 @@ def _coverage(queries: torch.Tensor, support: torch.Tensor, radii: torch.Tensor,
     return float(torch.cat(inside).double().mean())
 
 
-def precision_recall(
-    real: torch.Tensor, fake: torch.Tensor, k: int = 3, chunk: int = 1024
-) -> tuple[float, float]:
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
     """Precision: fakes on the real manifold; recall: reals on the fake manifold."""
     real, fake = torch.as_tensor(real, dtype=torch.float32), torch.as_tensor(fake, dtype=torch.float32)
     if min(len(real), len(fake)) <= k:

@@ -13,13 +13,12 @@ import torch
 
 from ganbench.errors import MetricError
 from ganbench.metrics.fid import feature_statistics
-from ganbench.metrics.inception import Extractor, cache_dir
+from ganbench.metrics.inception import Extractor
 from ganbench.progress import NullProgress, Progress
-from ganbench.store import atomic_write
+from ganbench.store import atomic_write, cache_dir
 
 # Which split the papers' protocol compares against (shared/DESIGN.md §5).
-PAPER_SPLITS = {"cifar10": "train", "cifar100": "train", "cifar10-jpeg": "train", "stl10": "unlabeled",
-                "folder": "all"}
+PAPER_SPLITS = {"cifar10": "train", "cifar100": "train", "cifar10-jpeg": "train", "stl10": "unlabeled", "folder": "all"}
 
 
 @dataclass
@@ -39,13 +38,20 @@ def reference_split(dataset: str, requested: str = "") -> str:
 
 
 def stats_key(dataset_hash: str, split: str, size: int, extractor: Extractor) -> str:
-    tree = {"dataset_hash": dataset_hash, "split": split, "size": size, "extractor": extractor.name,
-            "weights_hash": extractor.weights_hash, "resize": extractor.resize}
+    tree = {
+        "dataset_hash": dataset_hash,
+        "split": split,
+        "size": size,
+        "extractor": extractor.name,
+        "weights_hash": extractor.weights_hash,
+        "resize": extractor.resize,
+    }
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def extract_features(images: torch.Tensor, extractor: Extractor, batch_size: int = 250,
-                     progress: Progress | None = None) -> dict[str, np.ndarray]:
+def extract_features(
+    images: torch.Tensor, extractor: Extractor, batch_size: int = 250, progress: Progress | None = None
+) -> dict[str, np.ndarray]:
     """Features of a uint8 image tensor, batch by batch."""
     progress = progress or NullProgress()
     progress.start("features", len(images))
@@ -58,8 +64,15 @@ def extract_features(images: torch.Tensor, extractor: Extractor, batch_size: int
     return {name: torch.cat(values).numpy() for name, values in parts.items()}
 
 
-def reference_statistics(data_cfg: object, extractor: Extractor, *, split: str = "", keep_features: bool = True,
-                         batch_size: int = 250, progress: Progress | None = None) -> RefStats:
+def reference_statistics(
+    data_cfg: object,
+    extractor: Extractor,
+    *,
+    split: str = "",
+    keep_features: bool = True,
+    batch_size: int = 250,
+    progress: Progress | None = None,
+) -> RefStats:
     """Statistics of `data_cfg`'s dataset at `split` (default: the paper's), from the cache when present."""
     from dataclasses import replace
 
@@ -77,23 +90,30 @@ def reference_statistics(data_cfg: object, extractor: Extractor, *, split: str =
         try:
             cached = load_npz(path)
             if not keep_features or cached.features is not None:
-                return RefStats(cached.mu, cached.sigma, cached.n, cfg.name, split, dataset.content_hash, key,
-                                cached.features)
+                return RefStats(
+                    cached.mu, cached.sigma, cached.n, cfg.name, split, dataset.content_hash, key, cached.features
+                )
         except MetricError:
             pass  # a damaged cache entry is recomputed
     features = extract_features(dataset.tensor, extractor, batch_size, progress)["pool"]
     mu, sigma = feature_statistics(features)
-    stats = RefStats(mu, sigma, len(features), cfg.name, split, dataset.content_hash, key,
-                     features.astype(np.float32))
+    stats = RefStats(mu, sigma, len(features), cfg.name, split, dataset.content_hash, key, features.astype(np.float32))
     save_npz(path, stats)
     return stats
 
 
 def save_npz(path: Path, stats: RefStats, with_features: bool = True) -> None:
     """The TTUR layout (`mu`, `sigma`) plus ganbench's metadata and, optionally, the features."""
-    arrays = {"mu": stats.mu, "sigma": stats.sigma, "n": np.array(stats.n),
-              "meta": np.array(json.dumps({"dataset": stats.dataset, "split": stats.split,
-                                           "dataset_hash": stats.dataset_hash, "key": stats.key}))}
+    arrays = {
+        "mu": stats.mu,
+        "sigma": stats.sigma,
+        "n": np.array(stats.n),
+        "meta": np.array(
+            json.dumps(
+                {"dataset": stats.dataset, "split": stats.split, "dataset_hash": stats.dataset_hash, "key": stats.key}
+            )
+        ),
+    }
     if with_features and stats.features is not None:
         arrays["features"] = stats.features
 
@@ -121,9 +141,18 @@ def load_npz(path: str | Path) -> RefStats:
     except MetricError:
         raise
     except Exception as err:  # zipfile.BadZipFile, ValueError, OSError: a damaged file
-        raise MetricError(f"{path}: unreadable statistics file ({type(err).__name__}); recompute it with "
-                          "`ganbench stats`") from None
+        raise MetricError(
+            f"{path}: unreadable statistics file ({type(err).__name__}); recompute it with `ganbench stats`"
+        ) from None
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
         raise MetricError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match; the file is damaged")
-    return RefStats(mu, sigma, n, meta.get("dataset", path.stem), meta.get("split", "?"),
-                    meta.get("dataset_hash", "imported"), meta.get("key", "imported"), features)
+    return RefStats(
+        mu,
+        sigma,
+        n,
+        meta.get("dataset", path.stem),
+        meta.get("split", "?"),
+        meta.get("dataset_hash", "imported"),
+        meta.get("key", "imported"),
+        features,
+    )

@@ -15,11 +15,19 @@ class Generator(nn.Module):
         self.m, self.top = m, ch * 8
         self.linear = nn.Linear(z_dim, m * m * ch * 8)
         self.main = nn.Sequential(
-            nn.BatchNorm2d(ch * 8), nn.ReLU(),
-            nn.ConvTranspose2d(ch * 8, ch * 4, 4, 2, 1), nn.BatchNorm2d(ch * 4), nn.ReLU(),
-            nn.ConvTranspose2d(ch * 4, ch * 2, 4, 2, 1), nn.BatchNorm2d(ch * 2), nn.ReLU(),
-            nn.ConvTranspose2d(ch * 2, ch, 4, 2, 1), nn.BatchNorm2d(ch), nn.ReLU(),
-            nn.Conv2d(ch, 3, 3, 1, 1), nn.Tanh(),
+            nn.BatchNorm2d(ch * 8),
+            nn.ReLU(),
+            nn.ConvTranspose2d(ch * 8, ch * 4, 4, 2, 1),
+            nn.BatchNorm2d(ch * 4),
+            nn.ReLU(),
+            nn.ConvTranspose2d(ch * 4, ch * 2, 4, 2, 1),
+            nn.BatchNorm2d(ch * 2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(ch * 2, ch, 4, 2, 1),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(),
+            nn.Conv2d(ch, 3, 3, 1, 1),
+            nn.Tanh(),
         )
         _normal_init(self)
 
@@ -32,13 +40,20 @@ class Discriminator(nn.Module):
         super().__init__()
         act = nn.LeakyReLU(0.1)
         self.main = nn.Sequential(
-            nn.Conv2d(3, ch, 3, 1, 1), act,
-            nn.Conv2d(ch, ch * 2, 4, 2, 1), act,
-            nn.Conv2d(ch * 2, ch * 2, 3, 1, 1), act,
-            nn.Conv2d(ch * 2, ch * 4, 4, 2, 1), act,
-            nn.Conv2d(ch * 4, ch * 4, 3, 1, 1), act,
-            nn.Conv2d(ch * 4, ch * 8, 4, 2, 1), act,
-            nn.Conv2d(ch * 8, ch * 8, 3, 1, 1), act,
+            nn.Conv2d(3, ch, 3, 1, 1),
+            act,
+            nn.Conv2d(ch, ch * 2, 4, 2, 1),
+            act,
+            nn.Conv2d(ch * 2, ch * 2, 3, 1, 1),
+            act,
+            nn.Conv2d(ch * 2, ch * 4, 4, 2, 1),
+            act,
+            nn.Conv2d(ch * 4, ch * 4, 3, 1, 1),
+            act,
+            nn.Conv2d(ch * 4, ch * 8, 4, 2, 1),
+            act,
+            nn.Conv2d(ch * 8, ch * 8, 3, 1, 1),
+            act,
         )
         self.linear = nn.Linear(m * m * ch * 8, 1)
         _normal_init(self)

@@ -21,8 +21,12 @@ class GenBlock(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.residual = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(scale_factor=2),
-            _xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.BatchNorm2d(cin),
+            nn.ReLU(),
+            nn.Upsample(scale_factor=2),
+            _xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
             _xavier(nn.Conv2d(cout, cout, 3, 1, 1), math.sqrt(2)),
         )
         self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2), _xavier(nn.Conv2d(cin, cout, 1), 1.0))
@@ -37,8 +41,11 @@ class DisBlock(nn.Module):
     def __init__(self, cin: int, cout: int, down: bool, optimized: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [] if optimized else [nn.ReLU()]
-        layers += [_xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)), nn.ReLU(),
-                   _xavier(nn.Conv2d(cout, cout, 3, 1, 1), math.sqrt(2))]
+        layers += [
+            _xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)),
+            nn.ReLU(),
+            _xavier(nn.Conv2d(cout, cout, 3, 1, 1), math.sqrt(2)),
+        ]
         if down:
             layers.append(nn.AvgPool2d(2))
         self.residual = nn.Sequential(*layers)
@@ -59,8 +66,13 @@ class Generator(nn.Module):
         self.m, self.top = m, channels[0]
         self.linear = _xavier(nn.Linear(z_dim, m * m * channels[0]), 1.0)
         blocks = [GenBlock(cin, cout) for cin, cout in zip(channels[:-1], channels[1:], strict=True)]
-        self.main = nn.Sequential(*blocks, nn.BatchNorm2d(channels[-1]), nn.ReLU(),
-                                  _xavier(nn.Conv2d(channels[-1], 3, 3, 1, 1), 1.0), nn.Tanh())
+        self.main = nn.Sequential(
+            *blocks,
+            nn.BatchNorm2d(channels[-1]),
+            nn.ReLU(),
+            _xavier(nn.Conv2d(channels[-1], 3, 3, 1, 1), 1.0),
+            nn.Tanh(),
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.main(self.linear(z).view(-1, self.top, self.m, self.m))
@@ -82,17 +94,25 @@ class Discriminator(nn.Module):
 def build32(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     g, d = model.g_channels or 256, model.d_channels or 128
     generator = Generator(model.z_dim, 4, [g, g, g, g])
-    blocks = [DisBlock(3, d, down=True, optimized=True), DisBlock(d, d, down=True), DisBlock(d, d, down=False),
-              DisBlock(d, d, down=False)]
+    blocks = [
+        DisBlock(3, d, down=True, optimized=True),
+        DisBlock(d, d, down=True),
+        DisBlock(d, d, down=False),
+        DisBlock(d, d, down=False),
+    ]
     return generator, Discriminator(blocks, d, model.d_pool)
 
 
 def build48(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     g, d = model.g_channels or 512, model.d_channels or 64
     generator = Generator(model.z_dim, 6, [g, g // 2, g // 4, g // 8])
-    blocks = [DisBlock(3, d, down=True, optimized=True), DisBlock(d, d * 2, down=True),
-              DisBlock(d * 2, d * 4, down=True), DisBlock(d * 4, d * 8, down=True),
-              DisBlock(d * 8, d * 16, down=False)]
+    blocks = [
+        DisBlock(3, d, down=True, optimized=True),
+        DisBlock(d, d * 2, down=True),
+        DisBlock(d * 2, d * 4, down=True),
+        DisBlock(d * 4, d * 8, down=True),
+        DisBlock(d * 8, d * 16, down=False),
+    ]
     return generator, Discriminator(blocks, d * 16, model.d_pool)
 
 

@@ -50,9 +50,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]
     except FileNotFoundError:
         raise RunDirError(f"{path}: no such checkpoint; see the run's checkpoints/ folder") from None
     except Exception as err:  # truncated zip, pickle errors: the file is not usable
-        raise RunDirError(
-            f"{path}: damaged checkpoint ({type(err).__name__}); delete it to use an older one"
-        ) from None
+        raise RunDirError(f"{path}: damaged checkpoint ({type(err).__name__}); delete it to use an older one") from None
     if not isinstance(state, dict) or state.get("schema_version") != SCHEMA_VERSION or "step" not in state:
         raise RunDirError(f"{path}: not a ganbench checkpoint of schema {SCHEMA_VERSION}")
     return state
