@@ -163,8 +163,11 @@ class RunDir:
                 found.append((int(match.group(1)), path))
         return sorted(found)
 
-    def sample_path(self, step: int) -> Path:
-        return self.samples_dir / f"step-{step:07d}.png"
+    def sample_path(self, step: int, generator: str = "ema") -> Path:
+        """step-N.png for the sheet of the generator a run samples with (EMA-G when it has one), raw-step-N.png for
+        the raw G beside it."""
+        prefix = "raw-" if generator == "raw" else ""
+        return self.samples_dir / f"{prefix}step-{step:07d}.png"
 
     # Parquet tables
 

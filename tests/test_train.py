@@ -58,6 +58,9 @@ def test_run_directory_contract(tiny_recipe_path: Path, tmp_path: Path) -> None:
         "step-30.pt",
     ]
     assert sorted(p.name for p in run.samples_dir.iterdir()) == [
+        "raw-step-0000010.png",
+        "raw-step-0000020.png",
+        "raw-step-0000030.png",
         "step-0000010.png",
         "step-0000020.png",
         "step-0000030.png",

@@ -417,6 +417,8 @@ class Trainer:
                 self._evaluate(evaluator, step)
             if t.sample_every and (step % t.sample_every == 0 or step == t.steps):
                 save_samples(run.sample_path(step), self._sample_generator(), self.fixed_z, self.dataset)
+                if self.G_ema is not None:  # early on EMA-G is still close to its initialisation: show G too
+                    save_samples(run.sample_path(step, "raw"), self.G, self.fixed_z, self.dataset)
             if step % t.checkpoint_every == 0 or step == t.steps:
                 # losses since the last log line are unchecked: check them before saving
                 if interval_steps and not all(torch.isfinite(total) for total in totals.values()):
