@@ -41,11 +41,12 @@ def test_gn_is_bounded_and_one_lipschitz(seed: int) -> None:
     assert (input_gradient_norm(lambda v: gradient_normalize(d, v), x) <= 1 + 1e-5).all()
 
 
-def test_gn_is_invariant_to_scaling_f() -> None:
+@pytest.mark.parametrize("c", [1e-3, 0.5, 37.5])
+def test_gn_is_invariant_to_scaling_f(c: float) -> None:
     d = piecewise_linear_d()
     x = torch.randn(8, 6, dtype=torch.float64)
     scaled = nn.Sequential(d, nn.Linear(1, 1, bias=False)).double()
-    nn.init.constant_(scaled[1].weight, 37.5)
+    nn.init.constant_(scaled[1].weight, c)
     torch.testing.assert_close(gradient_normalize(d, x), gradient_normalize(scaled, x))
 
 
@@ -166,3 +167,21 @@ def test_g_step_gradients_reach_the_generator(name: str) -> None:
     d.requires_grad_(False)  # as the trainer does in the G step
     method.logits(d, generator(torch.randn(8, 3))).mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
+
+
+def test_cr_differentiates_through_both_branches() -> None:
+    torch.manual_seed(0)
+    d = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 1))
+    real = torch.randn(4, 3, 8, 8)
+    method = build_method(MethodConfig(name="none"))
+    cfg = MethodConfig(name="none", cr_lambda=5.0)
+    torch.manual_seed(2)
+    cr = consistency_penalty(method, d, real, None, cfg)
+    full = torch.autograd.grad(cr, list(d.parameters()))
+    # By hand: the same term with the un-augmented branch detached has a different gradient.
+    torch.manual_seed(2)
+    augmented = augment(real, cfg.cr_translate, cfg.cr_flip)
+    one_sided = 5.0 * (d(augmented).flatten() - d(real).flatten().detach()).square().mean()
+    torch.testing.assert_close(cr, one_sided)
+    half = torch.autograd.grad(one_sided, list(d.parameters()))
+    assert any(not torch.allclose(a, b) for a, b in zip(full, half, strict=True))

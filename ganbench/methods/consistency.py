@@ -35,7 +35,10 @@ def consistency_penalty(
 ) -> torch.Tensor | None:
     """λ·mean((f̂(T(x)) − f̂(x))²) on reals, plus the same on fakes with bCR; None when λ = 0.
 
-    Neither branch is detached: the squared difference is differentiated through both, pulling them together.
+    Neither branch is detached, as in the GN-GAN code family (basiclab/Faster-GNGAN-PyTorch,
+    utils/regularization.py: the real branch is the loss's own `pred_real`, graph kept): the squared difference is
+    differentiated through both, pulling them together. That code reuses the loss's real logits; this recomputes
+    them (same value; the trainer's call passes no logits).
     """
     if cfg.cr_lambda == 0:
         return None

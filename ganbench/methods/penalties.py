@@ -11,7 +11,8 @@ from ganbench.methods.base import METHODS, Method, output_and_gradient_norm
 def _interpolates(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     n = min(len(real), len(fake))
     real, fake = real[:n].detach(), fake[:n].detach()
-    alpha = torch.rand((n,) + (1,) * (real.ndim - 1), device=real.device)  # global RNG: checkpointed, resume exact
+    # global RNG on the tensors' device: it is checkpointed, so a resumed run draws the same alphas
+    alpha = torch.rand((n,) + (1,) * (real.ndim - 1), device=real.device, dtype=real.dtype)
     return real + alpha * (fake - real)
 
 
