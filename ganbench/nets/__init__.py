@@ -14,9 +14,11 @@ from ganbench.registry import Registry
 
 @dataclass(frozen=True)
 class NetSpec:
+    """One architecture: the per-sample shapes it accepts and how to build its (generator, discriminator)."""
+
     name: str
     description: str
-    shapes: tuple[tuple[int, ...], ...]
+    shapes: tuple[tuple[int, ...], ...]  # per-sample data shapes, e.g. ((3, 32, 32),) or ((2,),)
     build: Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]
 
 
@@ -27,11 +29,19 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape) + (" images" if len(shape) == 3 else "-d points")
 
 
+def _family(name: str) -> str:
+    return name.rstrip("0123456789")
+
+
 def check_compatible(model: ModelConfig, shape: tuple[int, ...]) -> None:
+    """Raise a RecipeError naming model.arch when the architecture cannot take samples of `shape`."""
     spec = NETS.get(model.arch)
     if tuple(shape) in spec.shapes:
         return
     fits = [name for name in NETS if tuple(shape) in NETS.get(name).shapes]
+    # Suggest the same family at the data's size first (cnn32 -> cnn48), not every architecture that fits.
+    same_family = [name for name in fits if _family(name) == _family(model.arch)]
+    fits = same_family or fits
     hint = f"use {' or '.join(fits)}" if fits else "no architecture takes that shape"
     if len(shape) == 3 and len(spec.shapes[0]) == 3:
         hint += f" or set data.size={spec.shapes[0][-1]}"
@@ -41,6 +51,7 @@ def check_compatible(model: ModelConfig, shape: tuple[int, ...]) -> None:
 
 
 def build_nets(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator): G maps (N, z_dim) to (N, *shape); D maps (N, *shape) to raw outputs (N, 1)."""
     check_compatible(model, shape)
     return NETS.get(model.arch).build(model, tuple(shape))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -10,6 +12,8 @@ from ganbench.recipe import ModelConfig
 
 
 class Generator(nn.Module):
+    """Linear to an M x M map of 8c channels, three stride-2 transposed convolutions to 8M px, tanh."""
+
     def __init__(self, z_dim: int, m: int, ch: int = 64) -> None:
         super().__init__()
         self.m, self.top = m, ch * 8
@@ -36,25 +40,24 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """Seven convolutions with LeakyReLU(0.1), no normalization (methods wrap it), and a linear head."""
+
     def __init__(self, m: int, ch: int = 64) -> None:
         super().__init__()
-        act = nn.LeakyReLU(0.1)
-        self.main = nn.Sequential(
-            nn.Conv2d(3, ch, 3, 1, 1),
-            act,
-            nn.Conv2d(ch, ch * 2, 4, 2, 1),
-            act,
-            nn.Conv2d(ch * 2, ch * 2, 3, 1, 1),
-            act,
-            nn.Conv2d(ch * 2, ch * 4, 4, 2, 1),
-            act,
-            nn.Conv2d(ch * 4, ch * 4, 3, 1, 1),
-            act,
-            nn.Conv2d(ch * 4, ch * 8, 4, 2, 1),
-            act,
-            nn.Conv2d(ch * 8, ch * 8, 3, 1, 1),
-            act,
-        )
+        # (in, out, kernel, stride): 3x3 s1 convs alternate with 4x4 s2 convs that halve the side.
+        convs = [
+            (3, ch, 3, 1),
+            (ch, ch * 2, 4, 2),
+            (ch * 2, ch * 2, 3, 1),
+            (ch * 2, ch * 4, 4, 2),
+            (ch * 4, ch * 4, 3, 1),
+            (ch * 4, ch * 8, 4, 2),
+            (ch * 8, ch * 8, 3, 1),
+        ]
+        layers: list[nn.Module] = []
+        for cin, cout, k, stride in convs:
+            layers += [nn.Conv2d(cin, cout, k, stride, 1), nn.LeakyReLU(0.1)]
+        self.main = nn.Sequential(*layers)
         self.linear = nn.Linear(m * m * ch * 8, 1)
         _normal_init(self)
 
@@ -70,7 +73,10 @@ def _normal_init(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def _builder(m: int):  # noqa: ANN202
+Builder = Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]
+
+
+def _builder(m: int) -> Builder:
     def build(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
         return Generator(model.z_dim, m, model.g_channels or 64), Discriminator(m, model.d_channels or 64)
 

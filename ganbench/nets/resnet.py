@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ganbench.errors import RecipeError
 from ganbench.nets import NETS, NetSpec
 from ganbench.recipe import ModelConfig
 
@@ -18,18 +19,22 @@ def _xavier(layer: nn.Module, gain: float) -> nn.Module:
 
 
 class GenBlock(nn.Module):
+    """BN-ReLU-upsample-conv-BN-ReLU-conv, plus an upsampled 1x1-conv shortcut; doubles the side."""
+
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
         self.residual = nn.Sequential(
             nn.BatchNorm2d(cin),
             nn.ReLU(),
-            nn.Upsample(scale_factor=2),
+            nn.Upsample(scale_factor=2, mode="nearest"),
             _xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)),
             nn.BatchNorm2d(cout),
             nn.ReLU(),
             _xavier(nn.Conv2d(cout, cout, 3, 1, 1), math.sqrt(2)),
         )
-        self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2), _xavier(nn.Conv2d(cin, cout, 1), 1.0))
+        self.shortcut = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), _xavier(nn.Conv2d(cin, cout, 1), 1.0)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual(x) + self.shortcut(x)
@@ -61,6 +66,8 @@ class DisBlock(nn.Module):
 
 
 class Generator(nn.Module):
+    """Linear to an M x M map, one up-block per channel step, BN-ReLU, 3x3 conv to RGB, tanh."""
+
     def __init__(self, z_dim: int, m: int, channels: list[int]) -> None:
         super().__init__()
         self.m, self.top = m, channels[0]
@@ -79,6 +86,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """Residual blocks, ReLU, global sum or mean pooling over H and W (model.d_pool), linear head."""
+
     def __init__(self, blocks: list[DisBlock], width: int, pool: str) -> None:
         super().__init__()
         self.main = nn.Sequential(*blocks, nn.ReLU())
@@ -105,6 +114,8 @@ def build32(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.M
 
 def build48(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     g, d = model.g_channels or 512, model.d_channels or 64
+    if g < 8:  # the last up-block has g // 8 channels
+        raise RecipeError(f"model.g_channels: resnet48 halves the width three times, so {g} is too few; use 8 or more")
     generator = Generator(model.z_dim, 6, [g, g // 2, g // 4, g // 8])
     blocks = [
         DisBlock(3, d, down=True, optimized=True),
