@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ganbench
 from ganbench import recipe as recipes
 from ganbench.errors import GanbenchError, RecipeError, RunDirError
 from ganbench.progress import NullProgress, Progress
@@ -361,6 +362,9 @@ class _Trainers:
         recipe_file = scratch / f"{item.method}-seed-{item.seed}.toml"
         recipe_file.write_text(item.recipe.to_toml())
         env = dict(os.environ)
+        # The trainer must run this very ganbench, whatever the working folder holds (`-m` looks there first).
+        package_root = str(Path(ganbench.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         log = log_path(item)

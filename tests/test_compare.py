@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ganbench import compare
-from ganbench.compare import parse_methods, parse_seeds, plan, run_plan, run_state
+from ganbench import SCHEMA_VERSION, compare
+from ganbench.compare import PlannedRun, parse_methods, parse_seeds, plan, run_plan, run_state
 from ganbench.errors import GanbenchError, RecipeError
 from ganbench.store import RunDir
 
@@ -114,35 +116,43 @@ def test_run_state_reads_the_run_directory(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------
 # Running, with a stand-in trainer: fast, and it shows which device each run was given.
 
+
 FAKE_TRAINER = """
-import os, sys
-from ganbench.recipe import loads
-from ganbench.store import RunDir
-recipe_file, run_dir = sys.argv[1], sys.argv[2]
-recipe = loads(open(recipe_file).read())
-if recipe.method.name == "sn":
+import json, os, sys, tomllib
+from pathlib import Path
+recipe_file, run_dir = sys.argv[1], Path(sys.argv[2])
+recipe = tomllib.loads(open(recipe_file).read())
+if recipe["method"]["name"] == "sn":
     print("error: pretend the data are missing", file=sys.stderr)
     sys.exit(2)
-run = RunDir(run_dir)
-run.root.mkdir(parents=True, exist_ok=True)
-run.write_recipe(recipe)
-run.write_run({"recipe_hash": recipe.hash(), "status": "finished", "step": 1, "steps": 1})
-(run.root / "device.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "cpu"))
+known = json.loads(Path(os.environ["FAKE_TRAINER_RUNS"]).read_text())  # run dir -> run.json to write
+run_dir.mkdir(parents=True, exist_ok=True)
+(run_dir / "recipe.toml").write_text(open(recipe_file).read())
+(run_dir / "run.json").write_text(json.dumps(known[str(run_dir)]))
+(run_dir / "device.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "cpu"))
+(run_dir / "pythonpath.txt").write_text(os.environ.get("PYTHONPATH", ""))
 """
 
 
 @pytest.fixture
-def fake_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+def fake_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A stand-in for `ganbench train` without torch (fast); `expect(planned)` tells it the runs' run.json."""
     script = tmp_path / "fake_trainer.py"
     script.write_text(FAKE_TRAINER)
+    runs = tmp_path / "fake_runs.json"
+    monkeypatch.setenv("FAKE_TRAINER_RUNS", str(runs))
     calls: list[list[str]] = []
 
     def command(recipe_file: Path, run_dir: Path) -> list[str]:
         calls.append([str(recipe_file), str(run_dir)])
         return [sys.executable, str(script), str(recipe_file), str(run_dir)]
 
+    def expect(planned: list[PlannedRun]) -> None:
+        info = {"schema_version": SCHEMA_VERSION, "status": "finished", "step": 1, "steps": 1}
+        runs.write_text(json.dumps({str(p.run_dir): {**info, "recipe_hash": p.recipe.hash()} for p in planned}))
+
     monkeypatch.setattr(compare, "train_command", command)
-    return calls
+    return types.SimpleNamespace(calls=calls, expect=expect)
 
 
 class Recorder:
@@ -159,8 +169,9 @@ class Recorder:
         self.events.append(("finish", None))
 
 
-def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, fake_trainer: list[list[str]]) -> None:
+def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, fake_trainer: Any) -> None:
     planned = plan(["gn", "sn", "pgn"], seeds=[0], results=tmp_path / "results")
+    fake_trainer.expect(planned)
     progress = Recorder()
     done = run_plan(planned, devices=["0", "1"], progress=progress)
     states = {item.method: item.state for item in done}
@@ -170,12 +181,16 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, fake_trainer: lis
     assert compare.log_path(failed).is_file()
     devices = {(item.run_dir / "device.txt").read_text() for item in done if item.state == "finished"}
     assert devices <= {"0", "1"}
+    import ganbench  # the trainers run the ganbench that plans them, whatever their working folder holds
+
+    first = (done[0].run_dir / "pythonpath.txt").read_text().split(os.pathsep)[0]
+    assert Path(first) == Path(ganbench.__file__).resolve().parent.parent
     assert progress.events[0] == ("start", 3) and progress.events[-1] == ("finish", None)
     assert sorted(e[1] for e in progress.events if e[0] == "advance") == ["failed", "finished", "finished"]
     # A second call runs only what is not finished: the failed run, nothing else.
-    calls = len(fake_trainer)
+    calls = len(fake_trainer.calls)
     run_plan(plan(["gn", "sn", "pgn"], seeds=[0], results=tmp_path / "results"), devices=["0"])
-    assert len(fake_trainer) == calls + 1 and fake_trainer[-1][1].endswith("sn/seed-0")
+    assert len(fake_trainer.calls) == calls + 1 and fake_trainer.calls[-1][1].endswith("sn/seed-0")
 
 
 def test_slurm_submits_through_submitit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

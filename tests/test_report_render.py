@@ -41,6 +41,15 @@ FID_PROTOCOL = {  # the columns ganbench.metrics writes beside each value
     "versions": VERSIONS,
     "fingerprint": "c10fid01",
     "backend": "torch-fidelity",
+    "precision": "fp32",
+    "sample_seed": 2147483647,
+    "params": '{"is_splits": 10}',
+    "protocol_version": 1,
+    "ref_key": "cifar10-train-7ff4a85c",
+    "weights": "/somewhere/on/this/machine/default_1.pt",  # machine-specific: never in a report
+    "device": "cuda:0",
+    "wall_time_s": 26.0,
+    "time": "2026-01-01T00:00:00+0000",
 }
 MODES_PROTOCOL = {
     "extractor": "2d-modes",
@@ -265,6 +274,7 @@ def test_warnings_name_each_problem_and_the_rest_renders(results: tuple[Path, Pa
     assert any("damaged/old-schema" in w and "schema 0" in w for w in warnings)
     assert "| damaged/parquet |" in text  # the run itself is still listed, without values
     assert "CIFAR-10 and STL-10" in text and "CelebA-HQ" in text and "quickstart: methods over seeds" in text
+    assert "/somewhere" not in text and "cuda:0" not in text and "2026-01-01" not in text
 
 
 def test_hand_computed_cells(results: tuple[Path, Path]) -> None:

@@ -22,20 +22,23 @@ from ganbench.errors import GanbenchError
 from ganbench.recipe import NON_SEMANTIC_KEYS
 from ganbench.store import RunDir, find_runs
 
-# Columns of metrics.parquet that describe how a number was measured (ganbench.metrics.fingerprint writes
-# them, plus `fingerprint`, their hash); any of them may be absent from older or foreign tables.
-PROTOCOL_FIELDS = (
-    "n_fake",
-    "n_real",
-    "ref_dataset",
-    "ref_split",
-    "ref_hash",
-    "extractor",
-    "weights_hash",
-    "resize",
-    "quantize",
-    "backend",
-    "versions",
+# Columns of metrics.parquet that say what was measured and when, not how: every other column of a row is
+# part of its protocol (ganbench.metrics.fingerprint hashes those into `fingerprint`). Machine-specific ones
+# (weights path, device) are never shown, so a report reads the same wherever it was made.
+RECORD_COLUMNS = frozenset(
+    {
+        "step",
+        "checkpoint",
+        "generator",
+        "metric",
+        "value",
+        "fingerprint",
+        "weights",
+        "ref_source",
+        "device",
+        "wall_time_s",
+        "time",
+    }
 )
 _SAMPLE_FILE = re.compile(r"^step-(\d+)\.png$")
 IN_TRAINING = "in-training"
@@ -49,7 +52,7 @@ class Selected:
     value: float
     step: int
     fingerprint: str  # "" when the row has none
-    protocol: tuple[tuple[str, str], ...]  # (field, value) for the PROTOCOL_FIELDS the row has
+    protocol: tuple[tuple[str, str], ...]  # (field, value) for the row's protocol columns, sorted
 
 
 @dataclass
@@ -178,7 +181,7 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
     at_step = candidates[candidates["step"] == step]
     for row in at_step.to_dict("records"):  # a later row for the same metric replaces an earlier one
         protocol = tuple(
-            (name, _text(row[name])) for name in PROTOCOL_FIELDS if name in row and not _missing(row[name])
+            (name, _text(row[name])) for name in sorted(row) if name not in RECORD_COLUMNS and not _missing(row[name])
         )
         fingerprint = "" if _missing(row.get("fingerprint")) else str(row.get("fingerprint"))
         result.values[str(row["metric"])] = Selected(

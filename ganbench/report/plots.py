@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # Figure objects draw without pyplot, so no GUI backend is chosen or changed for the caller.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
@@ -46,7 +47,8 @@ def slug(text: str) -> str:
 
 
 def _save(figure: Figure, path: Path) -> None:
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    FigureCanvasAgg(figure)  # a real renderer, so titles are measured (and kept) when the layout is computed
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15))
 
 
 def curves(panels: dict[str, tuple[str, list[Series]]], path: Path) -> None:

@@ -274,7 +274,9 @@ def protocol_of(
     )
 
 
-FIELD_WORDS = (  # image metrics: every field is named, "unknown" when a row lacks it
+# How a footnote names the protocol columns, in order. Image metrics always name the first seven ("unknown" when
+# a row lacks them); 2-D measures have no extractor, resize or quantization to name.
+FIELD_WORDS = (
     ("n_fake", "n_fake"),
     ("n_real", "n_real"),
     ("reference", "reference"),
@@ -282,23 +284,37 @@ FIELD_WORDS = (  # image metrics: every field is named, "unknown" when a row lac
     ("weights_hash", "weights"),
     ("resize", "resize"),
     ("quantize", "quantized"),
+    ("precision", "precision"),
+    ("sample_seed", "sample seed"),
+    ("params", "settings"),
+    ("backend", "backend"),
+    ("protocol_version", "protocol version"),
+    ("versions", "versions"),
 )
+REQUIRED_IMAGE = 7
+POINT_FIELDS = ("n_fake", "reference", "sample_seed", "params", "protocol_version", "versions")
+HIDDEN_FIELDS = ("ref_key", "generator")  # folded into others: the reference, the generator sentence
 
 
 def _evaluation_words(fields: dict[str, str], image: bool) -> str:
-    fields = {name: value for name, value in fields.items() if value != ""}
+    fields = {name: value for name, value in fields.items() if value != "" and name not in HIDDEN_FIELDS}
     reference = " ".join(part for part in (fields.pop("ref_dataset", ""), fields.pop("ref_split", "")) if part)
     ref_hash = fields.pop("ref_hash", "")
     if reference:
         fields["reference"] = reference + (f" (data {ref_hash[:8]})" if ref_hash else "")
-    if image:
-        words = [f"{shown} {fields.get(name, 'unknown')}" for name, shown in FIELD_WORDS]
-        words += [f"backend {fields['backend']}"] if "backend" in fields else []
-    else:  # 2-D measures: no feature extractor, no resize
-        words = [f"n_fake {fields.get('n_fake', 'unknown')}"]
-        words += [f"reference {fields['reference']}"] if "reference" in fields else []
     if "versions" in fields:
-        words.append(f"versions {_versions(fields['versions'])}")
+        fields["versions"] = _versions(fields["versions"])
+    words = []
+    for index, (name, shown) in enumerate(FIELD_WORDS):
+        if image:
+            wanted = name in fields or index < REQUIRED_IMAGE
+        else:
+            wanted = name in POINT_FIELDS and (name in fields or name == "n_fake")
+        if wanted:
+            words.append(f"{shown} {fields.get(name, 'unknown')}")
+    known = {name for name, _ in FIELD_WORDS}
+    if image:  # columns added to the metrics after this report was written: still shown, never dropped
+        words += [f"{name} {fields[name]}" for name in sorted(set(fields) - known)]
     return ", ".join(words)
 
 
