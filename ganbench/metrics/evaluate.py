@@ -1,9 +1,19 @@
-"""Evaluate generators: one pass of features over generated images feeds every metric; rows carry their protocol."""
+"""Evaluate generators: one pass of Inception features over generated images feeds every requested metric, and
+every row carries its protocol fingerprint. Used in training (`TrainingEvaluator`) and by `ganbench eval`
+(`evaluate_run`), which skips what metrics.parquet already holds under the same fingerprint.
+
+Rows: {"step", "checkpoint", "generator", "metric", "value", "fingerprint", <protocol fields>, <record fields>}
+with metric one of fid, is_mean, is_std, kid_mean, kid_std, precision, recall — or, for 2-D point sets,
+modes_covered and hq_percent.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,223 +22,443 @@ import torch
 from torch import nn
 
 from ganbench.errors import MetricError
-from ganbench.metrics import fingerprint
+from ganbench.metrics import fingerprint, inception
 from ganbench.metrics.fid import feature_statistics, frechet_distance
-from ganbench.metrics.inception import Extractor, build_extractor
+from ganbench.metrics.inception import METRICS, Extractor, build_extractor
 from ganbench.metrics.inception_score import inception_score
 from ganbench.metrics.kid import kernel_inception_distance
 from ganbench.metrics.prdc import precision_recall
 from ganbench.metrics.refstats import RefStats, load_npz, reference_statistics
-from ganbench.metrics.twod import mode_quality
 from ganbench.progress import NullProgress, Progress
 from ganbench.store import RunDir
 
-IS_SPLITS = 10
-KID_SUBSET_SIZE = 1000
-SAMPLE_SEED = 2**31 - 1  # generated samples are drawn from their own seed: scores do not depend on training RNG
-IMAGE_METRICS = ("fid", "is", "kid", "pr")
+SAMPLE_SEED = 2**31 - 1  # latent codes have their own seed: scores do not depend on the training RNG state
+IN_TRAINING = "in-training"
+ROW_NAMES = {
+    "fid": ("fid",),
+    "is": ("is_mean", "is_std"),
+    "kid": ("kid_mean", "kid_std"),
+    "pr": ("precision", "recall"),
+    "modes": ("modes_covered", "hq_percent"),
+}
 
 
-def generate_batches(
-    generator: nn.Module, n: int, z_dim: int, batch_size: int, device: torch.device, seed: int = SAMPLE_SEED
+@dataclass(frozen=True)
+class MetricSettings:
+    """The metrics' own settings (torch-fidelity's defaults); each goes into its rows' fingerprint."""
+
+    is_splits: int = 10
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    pr_k: int = 3
+
+    def params(self, family: str) -> dict[str, Any]:
+        return {
+            "fid": {},
+            "is": {"splits": self.is_splits},
+            "kid": {"subsets": self.kid_subsets, "subset_size": self.kid_subset_size, "degree": 3, "coef": 1},
+            "pr": {"k": self.pr_k},
+            "modes": {},
+        }[family]
+
+
+def quantize_images(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images -> uint8, rounding as saving a PNG does (x·255 + 0.5, clamped, truncated)."""
+    return ((images.clamp(-1, 1) + 1) / 2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+
+
+def generate_images(
+    generator: nn.Module,
+    n: int,
+    z_dim: int,
+    batch_size: int,
+    device: str | torch.device,
+    seed: int = SAMPLE_SEED,
+    quantize: bool = True,
 ) -> Iterator[torch.Tensor]:
-    """`n` samples of G (eval mode, no grad) in batches; images quantized to uint8 as a PNG would store them."""
-    rng = torch.Generator(device="cpu").manual_seed(seed)
+    """`n` samples of G (eval mode, no grad), z ~ N(0, I) from `seed`, in batches.
+
+    Images come out as uint8 (`quantize`) or as float in [0, 1]; 2-D points as they are. All latent codes are drawn
+    up front, so the samples do not depend on `batch_size`.
+    """
+    z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
     was_training = generator.training
     generator.eval()
     try:
         with torch.no_grad():
-            for start in range(0, n, batch_size):
-                z = torch.randn(min(batch_size, n - start), z_dim, generator=rng).to(device)
-                out = generator(z)
+            for z in z_all.split(batch_size):
+                out = generator(z.to(device))
                 if out.ndim == 4:
-                    out = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                    out = quantize_images(out) if quantize else (out.clamp(-1, 1) + 1) / 2
                 yield out
     finally:
         generator.train(was_training)
 
 
-def image_metric_names(requested: list[str]) -> list[str]:
-    """The recipe/CLI names (fid, is, kid, pr) that apply to images; 2-D measures are implied for point sets."""
-    return [m for m in requested if m in IMAGE_METRICS]
+def requested_metrics(metrics: list[str]) -> list[str]:
+    """The metric families asked for (fid, is, kid, pr), in that order; unknown names are refused."""
+    asked = [m.strip().lower() for m in metrics if m.strip()]
+    for metric in asked:
+        if metric not in METRICS:
+            raise MetricError(f"--metrics {metric}: unknown metric; choose from {', '.join(METRICS)}")
+    if not asked:
+        raise MetricError(f"--metrics: no metric given; choose from {', '.join(METRICS)}")
+    return [m for m in METRICS if m in asked]
+
+
+def check_sample_counts(metrics: list[str], n_fake: int, settings: MetricSettings, n_real: int | None = None) -> None:
+    """Refuse, before any image is generated, sample counts the metrics cannot work with."""
+    if "fid" in metrics and n_fake < 2:
+        raise MetricError(f"fid: {n_fake} samples give no covariance; raise --num-samples (the papers use 50000)")
+    if "is" in metrics and n_fake < settings.is_splits:
+        raise MetricError(
+            f"is: {n_fake} samples cannot fill {settings.is_splits} splits; raise --num-samples (the papers use 50000)"
+        )
+    if "kid" in metrics:
+        smaller = min(n_fake, n_real if n_real is not None else n_fake)
+        if smaller < settings.kid_subset_size:
+            raise MetricError(
+                f"kid: the KID subset size {settings.kid_subset_size} exceeds the samples ({n_fake} generated"
+                + (f", {n_real} reference" if n_real is not None else "")
+                + f"); raise --num-samples to at least {settings.kid_subset_size} or lower the KID subset size"
+            )
+    if "pr" in metrics and min(n_fake, n_real if n_real is not None else n_fake) <= settings.pr_k:
+        raise MetricError(f"pr: need more than k={settings.pr_k} samples on each side; raise --num-samples")
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MetricError(f"--device {name}: CUDA is not available here; use auto or cpu")
+    return torch.device(name)
 
 
 class Evaluation:
-    """Everything fixed across evaluations of one run: extractor, reference statistics, protocol."""
+    """Everything fixed across the evaluations of one run: metrics, sample count, extractor, reference, protocol.
+
+    Built once (missing weights, unsupported metrics and too few samples surface here, before any work), then
+    `rows(generator, ...)` scores one generator.
+    """
 
     def __init__(
         self,
         recipe: Any,
-        device: torch.device,
+        device: str | torch.device = "cpu",
         *,
         metrics: list[str] | None = None,
         num_samples: int | None = None,
         backend: str | None = None,
-        weights: str | None = None,
+        inception_weights: str | None = None,
         ref_stats: str | None = None,
+        extractor: Extractor | None = None,
+        ref: RefStats | None = None,
+        settings: MetricSettings | None = None,
+        quantize: bool = True,
+        seed: int = SAMPLE_SEED,
         progress: Progress | None = None,
     ) -> None:
         from ganbench import data
 
-        self.recipe, self.device = recipe, device
+        self.recipe = recipe
+        self.device = resolve_device(device)
+        self.settings = settings or MetricSettings()
+        self.quantize = quantize
+        self.seed = seed
         self.progress = progress or NullProgress()
-        self.num_samples = num_samples or recipe.eval.num_samples
-        self.kind = data.DATASETS.get(recipe.data.name).kind
+        self.num_samples = num_samples if num_samples is not None else recipe.eval.num_samples
+        if self.num_samples < 1:
+            raise MetricError(f"--num-samples {self.num_samples}: must be at least 1 (the papers use 50000)")
         self.extractor: Extractor | None = None
         self.ref: RefStats | None = None
-        if self.kind == "points":
-            self.dataset = data.load_dataset(recipe.data)
-            self.metrics = ["modes"]
+        self.points = None
+        if data.DATASETS.get(recipe.data.name).kind == "points":
+            # 2-D sets are scored by mode coverage and sample quality against the mixture's known modes.
+            self.points = data.load_dataset(recipe.data)
+            self.families = ["modes"]
+            if self.points.modes is None:
+                raise MetricError(f"{recipe.data.name}: a 2-D set without known modes cannot be scored")
+            if metrics:  # asked for explicitly: say why they do not apply rather than ignore them
+                raise MetricError(
+                    f"--metrics {','.join(metrics)}: {recipe.data.name} is a 2-D point set, scored by modes_covered "
+                    "and hq_percent; leave out --metrics"
+                )
             return
-        self.metrics = image_metric_names(metrics if metrics is not None else recipe.eval.metrics)
-        if not self.metrics:
-            asked = metrics or recipe.eval.metrics
-            raise MetricError(f"eval.metrics: {asked} has no image metric; use fid, is, kid, pr")
-        if "is" in self.metrics and self.num_samples < IS_SPLITS:
-            raise MetricError(f"is: {self.num_samples} samples cannot fill {IS_SPLITS} splits; raise --num-samples")
-        if "kid" in self.metrics and self.num_samples < KID_SUBSET_SIZE:
-            raise MetricError(
-                f"kid: {self.num_samples} samples are fewer than the KID subset size "
-                f"{KID_SUBSET_SIZE}; raise --num-samples or drop kid"
-            )
-        self.extractor = build_extractor(
-            backend or recipe.eval.backend, weights or recipe.eval.inception_weights, device
+        self.families = requested_metrics(metrics if metrics is not None else list(recipe.eval.metrics))
+        check_sample_counts(self.families, self.num_samples, self.settings)
+        self.extractor = extractor or build_extractor(
+            backend or recipe.eval.backend, inception_weights or recipe.eval.inception_weights or None, self.device
         )
-        self.extractor.check(self.metrics)
-        if ref_stats:  # published statistics (TTUR .npz): FID only unless the file also holds features
-            self.ref = load_npz(ref_stats)
+        self.extractor.check(self.families)
+        if not quantize and not self.extractor.takes_float:
+            raise MetricError(
+                f"quantize: {self.extractor.name} takes uint8 images only; keep quantization on or use "
+                "--backend pytorch-fid or the TorchScript trunk"
+            )
+        needs_features = bool({"kid", "pr"} & set(self.families))
+        if ref is not None or ref_stats:
+            self.ref = ref if ref is not None else load_npz(str(ref_stats))
+            if len(self.ref.mu) != inception.POOL_DIM:
+                raise MetricError(
+                    f"{self.ref.path or self.ref.key}: statistics of {len(self.ref.mu)}-d features, "
+                    f"not the {inception.POOL_DIM}-d Inception pool "
+                    "features; give statistics computed from Inception pool3"
+                )
+            ours = (self.extractor.name, self.extractor.weights_hash, self.extractor.resize)
+            theirs = (self.ref.extractor, self.ref.weights_hash, self.ref.resize)
+            if self.ref.extractor and theirs != ours:  # ganbench's own files say what made them; imports do not
+                raise MetricError(
+                    f"{self.ref.path or self.ref.key}: reference statistics from {theirs[0]} (weights "
+                    f"{theirs[1][:12]}, {theirs[2]}) but the samples are scored with {ours[0]} "
+                    f"(weights {ours[1][:12]}, {ours[2]}); compute the reference with the same --backend and "
+                    "--inception-weights"
+                )
+            for family in ("kid", "pr"):
+                if family in self.families:
+                    self.ref.require_features(family)
         else:
             self.ref = reference_statistics(
                 recipe.data,
                 self.extractor,
                 split=recipe.eval.ref_split,
-                keep_features=bool({"kid", "pr"} & set(self.metrics)),
+                with_features=needs_features,
                 batch_size=recipe.eval.batch_size,
                 progress=self.progress,
             )
+        n_real = len(self.ref.features) if self.ref.features is not None else None
+        check_sample_counts(self.families, self.num_samples, self.settings, n_real if needs_features else None)
 
-    def protocol(self, generator_kind: str) -> dict[str, Any]:
-        if self.kind == "points":
+    # the protocol
+
+    def protocol(self, generator_kind: str, family: str) -> dict[str, Any]:
+        """The protocol fields and fingerprint of `family`'s rows for `generator_kind` (ema/raw)."""
+        common = {
+            "n_fake": self.num_samples,
+            "generator": generator_kind,
+            "sample_seed": self.seed,
+            "params": fingerprint.params_text(self.settings.params(family)),
+        }
+        if self.points is not None:
+            modes, std = self.points.modes, float(self.points.mode_std)
+            digest = hashlib.sha256(np.ascontiguousarray(modes.numpy(), np.float64).tobytes() + repr(std).encode())
             return fingerprint.protocol(
                 extractor="2d-modes",
                 weights_hash="",
                 resize="none",
                 quantize=False,
-                n_fake=self.num_samples,
+                precision="fp64",
                 n_real=0,
-                ref_dataset=self.dataset.name,
-                ref_split=self.dataset.split,
-                ref_hash=self.dataset.content_hash,
-                generator=generator_kind,
-                versions=fingerprint.library_versions(),
+                ref_dataset=self.points.name,
+                ref_split="",
+                ref_hash=digest.hexdigest()[:16],
+                ref_key=f"modes-{len(modes)}-std-{std:g}",
+                **common,
             )
         assert self.extractor is not None and self.ref is not None
         return fingerprint.protocol(
             extractor=self.extractor.name,
             weights_hash=self.extractor.weights_hash,
             resize=self.extractor.resize,
-            quantize=True,
-            n_fake=self.num_samples,
+            quantize=self.quantize,
+            precision=self.extractor.precision,
             n_real=self.ref.n,
             ref_dataset=self.ref.dataset,
             ref_split=self.ref.split,
             ref_hash=self.ref.dataset_hash,
-            generator=generator_kind,
-            versions=fingerprint.library_versions(),
+            ref_key=self.ref.key,
+            **common,
         )
 
-    def scores(self, generator: nn.Module) -> dict[str, float]:
-        """Every requested metric of `generator` from one pass over `num_samples` generated samples."""
-        z_dim = self.recipe.model.z_dim
+    def fingerprint(self, generator_kind: str, family: str) -> str:
+        return self.protocol(generator_kind, family)["fingerprint"]
+
+    def record(self) -> dict[str, Any]:
+        """The unhashed facts recorded with every row."""
+        if self.extractor is None:
+            return {"backend": "none", "weights": "", "ref_source": self.points.source if self.points else ""}
+        weights = self.extractor.weights
+        return {
+            "backend": self.extractor.backend,
+            "weights": Path(weights).name if Path(weights).is_file() else weights,  # no home paths in tables
+            "ref_source": self.ref.source if self.ref else "",
+        }
+
+    # scoring
+
+    def scores(self, generator: nn.Module, families: list[str], label: str = "") -> dict[str, float]:
+        """Every metric of `families` for `generator`, from one pass over `num_samples` generated samples."""
         batch = self.recipe.eval.batch_size
-        if self.kind == "points":
-            samples = torch.cat(list(generate_batches(generator, self.num_samples, z_dim, batch, self.device)))
-            assert self.dataset.modes is not None
-            return mode_quality(samples.cpu(), self.dataset.modes, self.dataset.mode_std)
+        z_dim = self.recipe.model.z_dim
+        samples = generate_images(generator, self.num_samples, z_dim, batch, self.device, self.seed, self.quantize)
+        if self.points is not None:
+            from ganbench.metrics.twod import mode_quality
+
+            points = torch.cat([s.float().cpu() for s in samples])
+            assert self.points.modes is not None
+            return {k: float(v) for k, v in mode_quality(points, self.points.modes, self.points.mode_std).items()}
         assert self.extractor is not None and self.ref is not None
         parts: dict[str, list[torch.Tensor]] = {}
-        self.progress.start("generate + features", self.num_samples)
-        for images in generate_batches(generator, self.num_samples, z_dim, batch, self.device):
-            for name, value in self.extractor.features(images).items():
-                parts.setdefault(name, []).append(value)
-            self.progress.advance(len(images))
-        self.progress.finish()
-        pool = torch.cat(parts["pool"]).numpy()
-        out: dict[str, float] = {}
-        if "fid" in self.metrics:
-            mu, sigma = feature_statistics(pool)
-            out["fid"] = frechet_distance(mu, sigma, self.ref.mu, self.ref.sigma)
-        if "is" in self.metrics:
-            out["is_mean"], out["is_std"] = inception_score(torch.cat(parts["logits"]), IS_SPLITS)
-        if {"kid", "pr"} & set(self.metrics):
-            if self.ref.features is None:
-                raise MetricError(
-                    "kid/pr: the reference statistics hold no features (an imported .npz); "
-                    "compute them with `ganbench stats`"
-                )
-            if "kid" in self.metrics:
-                out["kid_mean"], out["kid_std"] = kernel_inception_distance(
-                    pool, self.ref.features, subset_size=KID_SUBSET_SIZE
-                )
-            if "pr" in self.metrics:
-                out["precision"], out["recall"] = precision_recall(
-                    torch.from_numpy(self.ref.features), torch.from_numpy(pool.astype(np.float32))
-                )
-        return out
+        self.progress.start(f"{label}samples + Inception features", self.num_samples)
+        try:
+            for images in samples:
+                if images.ndim != 4:
+                    raise MetricError(
+                        f"{self.recipe.model.arch}: the generator gives {tuple(images.shape)}, not images"
+                    )
+                if self.ref.size and images.shape[-1] != self.ref.size:
+                    raise MetricError(
+                        f"the generator makes {images.shape[-1]} px images but the reference statistics are at "
+                        f"{self.ref.size} px; set data.size to the generator's size"
+                    )
+                for name, value in self.extractor.features(images).items():
+                    parts.setdefault(name, []).append(value)
+                self.progress.advance(len(images))
+        finally:
+            self.progress.finish()
+        features = {name: torch.cat(values) for name, values in parts.items()}
+        return compute_metrics(features, self.ref, families, self.settings, self.device)
 
-    def row_metrics(self) -> set[str]:
-        """The metric names `rows` writes."""
-        if self.kind == "points":
-            return {"modes_covered", "hq_percent"}
-        names = {
-            "fid": ["fid"],
-            "is": ["is_mean", "is_std"],
-            "kid": ["kid_mean", "kid_std"],
-            "pr": ["precision", "recall"],
-        }
-        return {name for metric in self.metrics for name in names[metric]}
-
-    def rows(self, generator: nn.Module, *, step: int, checkpoint: str, generator_kind: str) -> list[dict[str, Any]]:
+    def rows(
+        self,
+        generator: nn.Module,
+        *,
+        step: int,
+        checkpoint: str,
+        generator_kind: str,
+        families: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        families = families or self.families
         started = time.perf_counter()
-        scores = self.scores(generator)
+        label = f"{generator_kind} G step {step}: "
+        values = self.scores(generator, families, label)
         wall = time.perf_counter() - started
-        common = {
-            "step": step,
+        record = {
+            "step": int(step),
             "checkpoint": checkpoint,
             "generator": generator_kind,
-            **self.protocol(generator_kind),
-            "backend": self.extractor.kind if self.extractor else "none",
+            **self.record(),
+            "device": str(self.device),
             "wall_time_s": wall,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        return [{**common, "metric": metric, "value": float(value)} for metric, value in scores.items()]
+        rows = []
+        for family in families:
+            protocol = self.protocol(generator_kind, family)
+            for name in ROW_NAMES[family]:
+                rows.append({**record, "metric": name, "value": float(values[name]), **protocol})
+        return rows
+
+
+def compute_metrics(
+    features: dict[str, torch.Tensor],
+    ref: RefStats,
+    families: list[str],
+    settings: MetricSettings | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """The metrics of `families` from generated features ({"pool", "logits"}) against reference statistics."""
+    settings = settings or MetricSettings()
+    pool = features["pool"]
+    out: dict[str, float] = {}
+    if "fid" in families:
+        mu, sigma = feature_statistics(pool)
+        out["fid"] = frechet_distance(mu, sigma, ref.mu, ref.sigma)
+    if "is" in families:
+        if "logits" not in features:
+            raise MetricError("is: these features have no 1008-class logits; use weights with the Inception head")
+        out["is_mean"], out["is_std"] = inception_score(features["logits"], settings.is_splits)
+    if "kid" in families:
+        out["kid_mean"], out["kid_std"] = kernel_inception_distance(
+            pool,
+            ref.require_features("kid"),
+            subsets=settings.kid_subsets,
+            subset_size=settings.kid_subset_size,
+            device=device,
+        )
+    if "pr" in families:
+        out["precision"], out["recall"] = precision_recall(
+            ref.require_features("pr"), pool, k=settings.pr_k, device=device
+        )
+    return out
+
+
+def evaluate_generator(
+    generator: nn.Module,
+    recipe: Any,
+    *,
+    step: int,
+    generator_kind: str,
+    metrics: list[str] | None = None,
+    num_samples: int | None = None,
+    extractor: Extractor | None = None,
+    ref: RefStats | None = None,
+    progress: Progress | None = None,
+    checkpoint: str = IN_TRAINING,
+    device: str | torch.device = "cpu",
+    settings: MetricSettings | None = None,
+    quantize: bool = True,
+) -> list[dict[str, Any]]:
+    """Rows for one generator (one pass of samples and features for all `metrics`). A given `extractor` and `ref`
+    are used as they are; the missing ones are built from the recipe as `Evaluation` does."""
+    evaluation = Evaluation(
+        recipe,
+        device,
+        metrics=metrics,
+        num_samples=num_samples,
+        extractor=extractor,
+        ref=ref,
+        settings=settings,
+        quantize=quantize,
+        progress=progress,
+    )
+    return evaluation.rows(generator, step=step, checkpoint=checkpoint, generator_kind=generator_kind)
 
 
 class TrainingEvaluator:
-    """In-training evaluation: built once per run (errors such as missing weights surface before training)."""
+    """In-training evaluation, built once per run (so missing weights or an unsupported metric stop training before
+    it starts): rows for every generator it is given, raw and EMA."""
 
-    def __init__(self, recipe: Any, run: RunDir, device: torch.device) -> None:
+    def __init__(self, recipe: Any, run: RunDir, device: str | torch.device) -> None:
+        self.run = run
         self.evaluation = Evaluation(recipe, device)
 
     def __call__(self, step: int, generators: dict[str, nn.Module]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for kind, generator in generators.items():
-            rows += self.evaluation.rows(generator, step=step, checkpoint="in-training", generator_kind=kind)
+            rows += self.evaluation.rows(generator, step=step, checkpoint=IN_TRAINING, generator_kind=kind)
         return rows
 
 
-def _checkpoint_names(run: RunDir, which: str) -> list[str]:
+def checkpoint_names(run: RunDir, which: str) -> list[str]:
+    """`best`, `last`, `all` (every step-N.pt, then last.pt) or a step number -> names `load_generator` takes."""
+    which = str(which).strip()
     if which == "all":
         names = [str(step) for step, _ in run.step_checkpoints()]
-        return names or ["last"]
+        if run.checkpoint_path("last").exists():
+            names.append("last")
+        if not names:
+            raise MetricError(f"--checkpoint all: {run.checkpoints_dir} holds no checkpoints; train the run first")
+        return names
     if which in ("best", "last") or which.isdigit():
-        if not run.checkpoint_path(which).exists():
+        path = run.checkpoint_path(which)
+        if not path.exists():
             raise MetricError(
-                f"--checkpoint {which}: {run.checkpoint_path(which)} does not exist; see "
-                f"{run.checkpoints_dir} for the saved ones"
+                f"--checkpoint {which}: {path} does not exist; see {run.checkpoints_dir} for the saved ones"
             )
         return [which]
     raise MetricError(f"--checkpoint {which}: expected best, last, all or a step number")
+
+
+def already_scored(existing: pd.DataFrame, step: int, generator_kind: str, family: str, fp: str) -> bool:
+    """Whether every row of `family` for this step and generator is present under fingerprint `fp`."""
+    if existing.empty or not {"fingerprint", "step", "generator", "metric"} <= set(existing.columns):
+        return False
+    same = existing[
+        (existing["step"] == step) & (existing["generator"] == generator_kind) & (existing["fingerprint"] == fp)
+    ]
+    return set(ROW_NAMES[family]) <= set(same["metric"])
 
 
 def evaluate_run(
@@ -243,48 +473,50 @@ def evaluate_run(
     ref_stats: str | None = None,
     force: bool = False,
     device: str = "auto",
+    quantize: bool = True,
+    settings: MetricSettings | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Score the chosen checkpoints of a run, append the new rows to metrics.parquet and return them."""
+    """Score the chosen checkpoints of a run and append the new rows to its metrics.parquet; return the new rows.
+
+    Metrics already present for the same (checkpoint step, generator, metric, fingerprint) are skipped unless
+    `force`. Rows are appended checkpoint by checkpoint, so an interrupted `all` keeps what it finished.
+    """
     from ganbench.train.checkpoint import load_generator
-    from ganbench.train.loop import resolve_device
 
     run.require()
     recipe = run.read_recipe()
-    target = resolve_device(device)
+    names = checkpoint_names(run, checkpoints)
     evaluation = Evaluation(
         recipe,
-        target,
+        device,
         metrics=metrics,
         num_samples=num_samples,
         backend=backend,
-        weights=inception_weights,
+        inception_weights=inception_weights,
         ref_stats=ref_stats,
+        settings=settings,
+        quantize=quantize,
         progress=progress,
     )
     kind = "ema" if ema else "raw"
     existing = run.read_metrics()
     new_rows: list[dict[str, Any]] = []
-    for name in _checkpoint_names(run, checkpoints):
-        generator, step = load_generator(run, int(name) if name.isdigit() else name, ema=ema, map_location=target)
-        label = f"step-{step}" if name.isdigit() else name
-        fp = evaluation.protocol(kind)["fingerprint"]
-        if not force and _already_scored(existing, step, label, kind, fp, evaluation.row_metrics()):
+    seen: set[int] = set()
+    for name in names:
+        generator, step = load_generator(run, name, ema=ema, map_location=evaluation.device)
+        if checkpoints == "all" and step in seen:
+            continue  # last.pt is usually a copy of the newest step-N.pt
+        seen.add(step)
+        todo = [
+            family
+            for family in evaluation.families
+            if force or not already_scored(existing, step, kind, family, evaluation.fingerprint(kind, family))
+        ]
+        if not todo:
             continue
-        rows = evaluation.rows(generator, step=step, checkpoint=label, generator_kind=kind)
-        run.append_metrics(rows)
+        label = f"step-{step}" if name.isdigit() else name
+        rows = evaluation.rows(generator, step=step, checkpoint=label, generator_kind=kind, families=todo)
+        existing = run.append_metrics(rows)
         new_rows += rows
     return pd.DataFrame(new_rows)
-
-
-def _already_scored(existing: pd.DataFrame, step: int, checkpoint: str, kind: str, fp: str, metrics: set[str]) -> bool:
-    """Whether every metric row this evaluation would write is present under the same fingerprint."""
-    if existing.empty or "fingerprint" not in existing:
-        return False
-    same = existing[
-        (existing["step"] == step)
-        & (existing["checkpoint"] == checkpoint)
-        & (existing["generator"] == kind)
-        & (existing["fingerprint"] == fp)
-    ]
-    return metrics <= set(same["metric"])
