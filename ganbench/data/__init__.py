@@ -1,10 +1,15 @@
-"""Datasets by name: each loads into one in-memory tensor (uint8 images or float 2-D points) with its content hash."""
+"""Datasets by name: each split loads whole into one tensor (uint8 images or float32 2-D points) with its content hash.
+
+Registered: cifar10, cifar100 (cifar.py), stl10 (stl10.py), cifar10-jpeg (cifar_jpeg.py), folder (folder.py),
+ring8, grid25, shapes (synthetic.py). A new dataset is one module that calls `register(DatasetSpec(...))`, plus its
+import below.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from ganbench.data import cifar, folder, synthetic  # noqa: F401  (registers the datasets)
+from ganbench.data import cifar, cifar_jpeg, folder, stl10, synthetic  # noqa: F401  (each registers its datasets)
 from ganbench.data.base import DATASETS, Dataset, DatasetSpec, check_split
 from ganbench.recipe import DataConfig
 
@@ -12,19 +17,22 @@ __all__ = ["DATASETS", "Dataset", "DatasetSpec", "load_dataset", "output_shape",
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
+    """The split `cfg.split` of dataset `cfg.name`, resized to `cfg.size`; RecipeError for an unknown name/split,
+    DataError when its files are missing or unreadable."""
     spec = DATASETS.get(cfg.name)
     check_split(spec, cfg.split)
     return spec.load(cfg)
 
 
 def output_shape(cfg: DataConfig) -> tuple[int, ...]:
+    """The per-sample shape `load_dataset(cfg)` gives, (3, H, W) or (2,), without reading any file."""
     spec = DATASETS.get(cfg.name)
     check_split(spec, cfg.split)
     return spec.shape(cfg)
 
 
 def to_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float32 in [-1, 1]; float points pass unchanged."""
+    """uint8 images -> float32 in [-1, 1] (x / 127.5 - 1, so 0 -> -1 and 255 -> 1); float points pass unchanged."""
     if batch.dtype == torch.uint8:
         return batch.float() / 127.5 - 1.0
     return batch

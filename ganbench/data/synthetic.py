@@ -1,4 +1,9 @@
-"""Offline synthetic sets: 2-D Gaussian mixtures (ring of 8, 5x5 grid) and tiny drawn images for smoke runs."""
+"""Offline synthetic sets: 2-D Gaussian mixtures (ring of 8, 5x5 grid) and tiny drawn shape images for smoke runs.
+
+Each is a deterministic function of (data.seed, data.split, data.num_samples). The "train" draw is seeded with the
+seed itself; "test" is an independent draw of the same distribution, seeded from a numpy SeedSequence spawned off
+the seed, so no train seed can reproduce another seed's test draw.
+"""
 
 from __future__ import annotations
 
@@ -7,109 +12,123 @@ import math
 import numpy as np
 import torch
 
-from ganbench.data.base import DATASETS, Dataset, DatasetSpec, content_hash
+from ganbench.data.base import Dataset, DatasetSpec, content_hash, register
 from ganbench.recipe import DataConfig
 
 MODE_STD = 0.05
-SPLIT_OFFSET = {"train": 0, "test": 1_000_003}  # the test split is another draw of the same distribution
+SPLITS = ("train", "test")
+DEFAULT_POINTS = 100_000
+DEFAULT_IMAGES = 2_000
+SHAPES_SIZE = 32
 
 
-def ring8() -> torch.Tensor:
+def split_seed(seed: int, split: str) -> int:
+    """The 64-bit seed of one split's draw: the seed itself for train, a spawned child of it for test."""
+    seed %= 2**64  # torch and numpy want non-negative seeds; recipes may hold any integer
+    if split == "train":
+        return seed
+    words = np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split),)).generate_state(2, np.uint32)
+    return int(words[0]) | int(words[1]) << 32
+
+
+def ring8_modes() -> torch.Tensor:
+    """Eight centres evenly spaced on the circle of radius 2, the first at (2, 0)."""
     angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
     return (2.0 * torch.stack([angles.cos(), angles.sin()], dim=1)).float()
 
 
-def grid25() -> torch.Tensor:
+def grid25_modes() -> torch.Tensor:
+    """The 25 centres {-4, -2, 0, 2, 4}^2, row by row."""
     axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
     return torch.cartesian_prod(axis, axis)
 
 
-def _mixture(name: str, modes: torch.Tensor, cfg: DataConfig) -> Dataset:
-    n = cfg.num_samples or 100_000
-    generator = torch.Generator().manual_seed(cfg.seed + SPLIT_OFFSET[cfg.split])
+def mixture(name: str, modes: torch.Tensor, cfg: DataConfig) -> Dataset:
+    """Equal-weight isotropic Gaussians of std MODE_STD at `modes`; labels are each point's component."""
+    n = cfg.num_samples or DEFAULT_POINTS
+    generator = torch.Generator().manual_seed(split_seed(cfg.seed, cfg.split))
     which = torch.randint(len(modes), (n,), generator=generator)
     points = modes[which] + MODE_STD * torch.randn(n, 2, generator=generator)
     return Dataset(
-        name,
-        cfg.split,
-        "points",
-        points,
-        content_hash(points),
-        f"synthetic {name} seed {cfg.seed} n={n}",
-        which,
-        modes,
-        MODE_STD,
+        name=name,
+        split=cfg.split,
+        kind="points",
+        tensor=points,
+        content_hash=content_hash(points),
+        source=f"synthetic {name} seed {cfg.seed} split {cfg.split} n={n}",
+        labels=which,
+        modes=modes,
+        mode_std=MODE_STD,
     )
 
 
-def draw_shapes(n: int, size: int, seed: int) -> np.ndarray:
-    """(n, size, size, 3) uint8: one or two filled circles, squares or triangles on a plain background."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
+def draw_shapes(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (n, size, size, 3): one or two filled circles, squares or triangles on a plain random background."""
+    grid = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres in [0, 1]
+    ys, xs = grid[:, None], grid[None, :]
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     for i in range(n):
-        canvas = np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (size, size, 3)).copy()
+        images[i] = rng.integers(0, 256, 3, dtype=np.uint8)
         for _ in range(rng.integers(1, 3)):
             cx, cy = rng.uniform(0.25, 0.75, 2)
-            r = rng.uniform(0.12, 0.3)
+            r = rng.uniform(0.12, 0.3)  # half the side of the square, the circle's radius, the triangle's half-height
             kind = rng.integers(3)
             if kind == 0:
                 mask = (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
             elif kind == 1:
                 mask = (np.abs(xs - cx) <= r) & (np.abs(ys - cy) <= r)
-            else:
-                mask = (ys >= cy - r) & (ys <= cy + r) & (np.abs(xs - cx) <= (ys - (cy - r)) / 2)
-            canvas[mask] = rng.integers(0, 256, 3, dtype=np.uint8)
-        images[i] = canvas
+            else:  # apex up at (cx, cy - r), base of width 2r at y = cy + r
+                mask = (ys <= cy + r) & (np.abs(xs - cx) <= (ys - (cy - r)) / 2)
+            images[i][mask] = rng.integers(0, 256, 3, dtype=np.uint8)
     return images
 
 
-def _shapes(cfg: DataConfig) -> Dataset:
-    size = cfg.size or 32
-    n = cfg.num_samples or 2_000
-    images = torch.from_numpy(draw_shapes(n, size, cfg.seed + SPLIT_OFFSET[cfg.split])).permute(0, 3, 1, 2)
-    images = images.contiguous()
+def shapes(cfg: DataConfig) -> Dataset:
+    size = cfg.size or SHAPES_SIZE
+    n = cfg.num_samples or DEFAULT_IMAGES
+    rng = np.random.default_rng(split_seed(cfg.seed, cfg.split))
+    images = torch.from_numpy(draw_shapes(n, size, rng)).permute(0, 3, 1, 2).contiguous()
     return Dataset(
-        "shapes",
-        cfg.split,
-        "image",
-        images,
-        content_hash(images),
-        f"synthetic shapes seed {cfg.seed} n={n} at {size} px",
+        name="shapes",
+        split=cfg.split,
+        kind="image",
+        tensor=images,
+        content_hash=content_hash(images),
+        source=f"synthetic shapes seed {cfg.seed} split {cfg.split} n={n} at {size} px",
     )
 
 
-SPLITS = tuple(SPLIT_OFFSET)
-DATASETS.add(
-    "ring8",
+def _points(cfg: DataConfig) -> tuple[int, ...]:
+    return (2,)
+
+
+RING8 = register(
     DatasetSpec(
-        "ring8",
-        "points",
-        "8 Gaussians on a circle of radius 2, std 0.05",
-        lambda cfg: _mixture("ring8", ring8(), cfg),
-        lambda cfg: (2,),
-        SPLITS,
-    ),
+        name="ring8",
+        kind="points",
+        description="8 Gaussians on a circle of radius 2, std 0.05 (2-D points, offline)",
+        load=lambda cfg: mixture("ring8", ring8_modes(), cfg),
+        shape=_points,
+        splits=SPLITS,
+    )
 )
-DATASETS.add(
-    "grid25",
+GRID25 = register(
     DatasetSpec(
-        "grid25",
-        "points",
-        "5x5 Gaussians at {-4,-2,0,2,4}^2, std 0.05",
-        lambda cfg: _mixture("grid25", grid25(), cfg),
-        lambda cfg: (2,),
-        SPLITS,
-    ),
+        name="grid25",
+        kind="points",
+        description="5x5 Gaussians at {-4,-2,0,2,4}^2, std 0.05 (2-D points, offline)",
+        load=lambda cfg: mixture("grid25", grid25_modes(), cfg),
+        shape=_points,
+        splits=SPLITS,
+    )
 )
-DATASETS.add(
-    "shapes",
+SHAPES = register(
     DatasetSpec(
-        "shapes",
-        "image",
-        "tiny procedurally drawn shapes for smoke runs (32 px)",
-        _shapes,
-        lambda cfg: (3, cfg.size or 32, cfg.size or 32),
-        SPLITS,
-    ),
+        name="shapes",
+        kind="image",
+        description="tiny drawn shapes on plain backgrounds for smoke runs (offline), 32 px unless data.size",
+        load=shapes,
+        shape=lambda cfg: (3, cfg.size or SHAPES_SIZE, cfg.size or SHAPES_SIZE),
+        splits=SPLITS,
+    )
 )
