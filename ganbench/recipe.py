@@ -84,7 +84,12 @@ class TrainConfig:
     ema_decay: float = _range(0.0, 1.0, default=0.9999)  # 0 turns the EMA of G off
     ema_start: int = _range(0, default=0)  # G step from which the EMA averages (before it, it copies G)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    tf32: bool = True  # allow TF32 matmuls on Ampere+ GPUs
+    tf32: bool = True  # allow TF32 matmuls and convolutions on Ampere+ GPUs
+    # Execution switches (CUDA only; ignored on the CPU). Each computes the same step; off gives the plain eager path.
+    cuda_graph: bool = True  # capture the whole step (n_dis D steps, G step, EMA) as one CUDA graph, replayed
+    fused_adam: bool = True  # torch's fused Adam kernel instead of its multi-tensor loop
+    data_on_device: bool = True  # the whole dataset on the GPU, batches gathered there; off: gathered on the host
+    cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms for the step's fixed shapes
     log_every: int = _range(1, default=100)
     sample_every: int = _range(0, default=1000)  # 0 = no sample grids
     checkpoint_every: int = _range(1, default=1000)
@@ -138,6 +143,10 @@ NON_SEMANTIC_KEYS = (
     ("train", "sample_every"),
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoints"),
+    ("train", "cuda_graph"),  # the execution switches: the same step, computed faster
+    ("train", "fused_adam"),
+    ("train", "data_on_device"),
+    ("train", "cudnn_benchmark"),
     ("eval", "inception_weights"),
     ("eval", "batch_size"),
 )

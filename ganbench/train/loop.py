@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from ganbench.recipe import Recipe
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
 from ganbench.train.ema import make_ema, update_ema
+from ganbench.train.fast import StepRunner, load_portable_state, make_adam, portable_state, set_lr
 from ganbench.train.samples import generate, save_samples
 from ganbench.train.schedule import lr_factor
 
@@ -49,20 +51,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 class BatchStream:
-    """Shuffled batches of indices, epoch by epoch; its position is part of the checkpoint."""
+    """Shuffled batches of indices, epoch by epoch; its position is part of the checkpoint.
 
-    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+    Each epoch's order is drawn on the host from its own generator (so on every device the same) and moved to
+    `device` once; a batch is then a slice of it there, with no copy from the host per step.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
         if batch_size > size:
             from ganbench.errors import RecipeError
 
             raise RecipeError(f"train.batch_size_d: {batch_size} is larger than the dataset ({size} samples)")
-        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.size, self.batch_size, self.seed, self.device = size, batch_size, seed, torch.device(device)
         self.epoch, self.position = 0, 0
         self._order = self._permutation()
 
     def _permutation(self) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator)
+        return torch.randperm(self.size, generator=generator).to(self.device)
 
     def next(self) -> torch.Tensor:
         if self.position + self.batch_size > self.size:  # drop the incomplete tail, as drop_last=True
@@ -78,6 +84,79 @@ class BatchStream:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
         self._order = self._permutation()
+
+
+@dataclass
+class _Pending:
+    step: int
+    names: list[str]
+    values: torch.Tensor  # on the host (pinned on CUDA), filled by an asynchronous copy
+    start: Any  # CUDA event or perf_counter value
+    end: Any
+    steps: int
+    fields: dict[str, float]
+    images_per_step: int
+
+
+class LogQueue:
+    """Log lines whose values are still on the device: copied to the host without waiting, read once copied.
+
+    The interval clock is a pair of CUDA events on the GPU (the host runs ahead of the GPU, so host time between two
+    log lines would not time the steps) and perf_counter on the CPU. An interval covers the training steps and the
+    log line's own probes; evaluation, sample sheets and checkpoints restart the clock.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.steps = 0  # G steps since the clock last started
+        self._pending: deque[_Pending] = deque()
+        self._start = self._mark()
+
+    def _mark(self) -> Any:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def push(self, step: int, values: dict[str, torch.Tensor], fields: dict[str, float], images_per_step: int) -> None:
+        """Queue a line of device scalars; the copy to the host is started, not waited for."""
+        stacked = torch.stack([value.detach().float().reshape(()) for value in values.values()])
+        if self.cuda:
+            host = torch.empty(stacked.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(stacked, non_blocking=True)
+        else:
+            host = stacked
+        end = self._mark()  # recorded after the copy: when it has happened, the copy has too
+        self._pending.append(_Pending(step, list(values), host, self._start, end, self.steps, fields, images_per_step))
+        self._start, self.steps = end, 0
+
+    def restart_clock(self) -> None:
+        """Start the interval again, if no step is in it yet (after work that is not training)."""
+        if self.steps == 0:
+            self._start = self._mark()
+
+    def completed(self, wait: bool) -> list[dict[str, Any]]:
+        """The queued lines whose copies are done (all of them when `wait`), oldest first, as history rows."""
+        rows = []
+        while self._pending:
+            line = self._pending[0]
+            if self.cuda:
+                if not wait and not line.end.query():
+                    break
+                line.end.synchronize()
+                seconds = line.start.elapsed_time(line.end) / 1000.0
+            else:
+                seconds = line.end - line.start
+            self._pending.popleft()
+            seconds = max(seconds, 1e-9)
+            row: dict[str, Any] = {"step": line.step, **dict(zip(line.names, line.values.tolist(), strict=True))}
+            row.update(line.fields)
+            row["g_steps_per_s"] = line.steps / seconds
+            row["images_per_s"] = line.steps * line.images_per_step / seconds
+            row["interval_s"] = seconds
+            rows.append(row)
+        return rows
 
 
 def per_sample_grad_norm(d: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,26 +237,42 @@ class Trainer:
         random.seed(recipe.seed)
         np.random.seed(recipe.seed)
         torch.manual_seed(recipe.seed)
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = recipe.train.tf32
-            torch.backends.cudnn.allow_tf32 = recipe.train.tf32
+        t = recipe.train
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = t.tf32
+            torch.backends.cudnn.allow_tf32 = t.tf32
+            torch.backends.cudnn.benchmark = t.cudnn_benchmark
+        # On CUDA the optimizers are capturable and the schedules live in device tensors whether or not the step is
+        # captured, so turning train.cuda_graph off runs the very same kernels, one launch at a time.
 
         dataset = data.load_dataset(recipe.data)
         self.dataset = dataset
-        self.images = dataset.tensor.to(device)
-        self.stream = BatchStream(len(self.images), recipe.train.batch_size_d, recipe.seed)
+        on_device = cuda and t.data_on_device
+        self.images = dataset.tensor.to(device) if on_device else dataset.tensor
+        self.stream = BatchStream(len(self.images), t.batch_size_d, recipe.seed, self.images.device)
+        # The n_dis real batches of one step, gathered before the step runs: the step reads them by address.
+        self.reals = torch.empty((t.n_dis, t.batch_size_d, *self.images.shape[1:]), dtype=self.images.dtype)
+        self.reals = self.reals.to(device)
+        self._staging = None if on_device or not cuda else torch.empty_like(self.reals, device="cpu").pin_memory()
 
         generator, discriminator = nets.build_nets(recipe.model, data.output_shape(recipe.data))
         self.method = methods.build_method(recipe.method)
         self.G = generator.to(device)
         self.D = self.method.prepare(discriminator).to(device)
         self.loss = losses.LOSSES.get(recipe.loss.name)
-        t = recipe.train
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+        betas, fused = (t.beta1, t.beta2), cuda and t.fused_adam
+        self.opt_g = make_adam(self.G.parameters(), t.lr_g, betas, device, fused)
+        self.opt_d = make_adam(self.D.parameters(), t.lr_d, betas, device, fused)
         self.G_ema = make_ema(self.G) if t.ema_decay > 0 else None
+        # EMA weight 1 − decay (1 = copy G, before ema_start), a device tensor on CUDA
+        self.ema_weight: float | torch.Tensor = torch.ones((), device=device) if cuda else 1.0
+        self._schedule: tuple[float, float, float] | None = None
         fixed = torch.Generator().manual_seed(recipe.seed + 2**31)
         self.fixed_z = torch.randn(NUM_FIXED_Z[dataset.kind], recipe.model.z_dim, generator=fixed).to(device)
+        names = ("loss_d", "loss_d_real", "loss_d_fake", "penalty", "cr", "d_real", "d_fake", "loss_g")
+        self.totals = {name: torch.zeros((), device=device) for name in names}
+        self.runner = StepRunner(self._step, device, t.cuda_graph)
         self.state = TrainState()
 
     def _restore(self) -> None:
@@ -188,8 +283,8 @@ class Trainer:
         self.D.load_state_dict(saved["D"])
         if self.G_ema is not None:
             self.G_ema.load_state_dict(saved["G_ema"])
-        self.opt_g.load_state_dict(saved["opt_G"])
-        self.opt_d.load_state_dict(saved["opt_D"])
+        load_portable_state(self.opt_g, saved["opt_G"])
+        load_portable_state(self.opt_d, saved["opt_D"])
         self.stream.load_state_dict(saved["data"])
         checkpoint.set_rng_state(saved["rng"])
         self.state = TrainState(step=saved["step"], wall_time=saved["wall_time"], best=saved.get("best", {}))
@@ -214,20 +309,32 @@ class Trainer:
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_G": self.opt_g.state_dict(),
-            "opt_D": self.opt_d.state_dict(),
+            "opt_G": portable_state(self.opt_g, self._learning_rates()[1]),
+            "opt_D": portable_state(self.opt_d, self._learning_rates()[0]),
             "data": self.stream.state_dict(),
             "rng": checkpoint.rng_state(),
         }
 
     # one step
 
-    def _real_batch(self) -> torch.Tensor:
-        return data.to_model_range(self.images[self.stream.next().to(self.images.device)])
+    def _gather_reals(self) -> None:
+        """The next n_dis batches of the data order into the step's input buffer (no host sync on the GPU)."""
+        target = self.reals if self._staging is None else self._staging
+        for batch in target:
+            torch.index_select(self.images, 0, self.stream.next(), out=batch)
+        if self._staging is not None:
+            self.reals.copy_(self._staging)
 
-    def _d_step(self, totals: dict[str, torch.Tensor]) -> None:
+    def _step(self) -> None:
+        """One generator step: n_dis D steps, the G step and the EMA update, on device tensors only (capturable)."""
+        for real in self.reals:
+            self._d_step(self.totals, data.to_model_range(real))
+        self._g_step(self.totals)
+        if self.G_ema is not None:
+            update_ema(self.G_ema, self.G, self.ema_weight)
+
+    def _d_step(self, totals: dict[str, torch.Tensor], real: torch.Tensor) -> None:
         t, method, d = self.recipe.train, self.method, self.D
-        real = self._real_batch()
         with torch.no_grad():
             fake = self.G(torch.randn(t.batch_size_d, self.recipe.model.z_dim, device=self.device))
         logits = method.logits(d, torch.cat([real, fake]))
@@ -261,32 +368,45 @@ class Trainer:
         self.D.requires_grad_(True)
         totals["loss_g"] += loss.detach()
 
-    def _set_learning_rates(self, step: int) -> tuple[float, float]:
+    def _learning_rates(self, step: int | None = None) -> tuple[float, float]:
+        """(lr_d, lr_g) at `step` (default: the current one), a pure function of it."""
         t = self.recipe.train
-        factor = lr_factor(t.lr_decay, step, t.steps)
-        for group in self.opt_d.param_groups:
-            group["lr"] = t.lr_d * factor
-        for group in self.opt_g.param_groups:
-            group["lr"] = t.lr_g * factor
+        factor = lr_factor(t.lr_decay, self.state.step if step is None else step, t.steps)
         return t.lr_d * factor, t.lr_g * factor
 
-    def _gradient_log(self) -> dict[str, float]:
+    def _set_schedules(self, step: int) -> tuple[float, float]:
+        """Learning rates and the EMA weight of `step`, written only when they change (a device write each)."""
+        t = self.recipe.train
+        lr_d, lr_g = self._learning_rates(step)
+        ema = 1.0 - t.ema_decay if step >= t.ema_start else 1.0
+        if self._schedule != (lr_d, lr_g, ema):
+            set_lr(self.opt_d, lr_d)
+            set_lr(self.opt_g, lr_g)
+            if isinstance(self.ema_weight, torch.Tensor):
+                self.ema_weight.fill_(ema)
+            else:
+                self.ema_weight = ema
+            self._schedule = (lr_d, lr_g, ema)
+        return lr_d, lr_g
+
+    def _gradient_log(self) -> dict[str, torch.Tensor]:
         """Raw D outputs and ‖∇ₓD‖ on fixed real and fake batches, without touching the training state.
 
-        D runs in eval mode (no extra SN power iteration) and G in eval mode (BN statistics untouched).
+        D runs in eval mode (no extra SN power iteration) and G in eval mode (BN statistics untouched). The values
+        stay on the device: the log line reads them later, without stalling the GPU.
         """
         count = min(self.recipe.train.batch_size_d, len(self.fixed_z), len(self.images))
-        real = data.to_model_range(self.images[:count])
+        real = data.to_model_range(self.images[:count].to(self.device))
         fake = generate(self.G, self.fixed_z[:count])
         self.D.eval()
         out_real, grad_real = per_sample_grad_norm(self.D, real)
         out_fake, grad_fake = per_sample_grad_norm(self.D, fake)
         self.D.train()
         return {
-            "d_raw_real": out_real.mean().item(),
-            "d_raw_fake": out_fake.mean().item(),
-            "grad_norm_real": grad_real.mean().item(),
-            "grad_norm_fake": grad_fake.mean().item(),
+            "d_raw_real": out_real.mean(),
+            "d_raw_fake": out_fake.mean(),
+            "grad_norm_real": grad_real.mean(),
+            "grad_norm_fake": grad_fake.mean(),
         }
 
     # the loop
@@ -365,72 +485,79 @@ class Trainer:
         t, run = self.recipe.train, self.run_dir
         history = run.read_history()
         rows: list[dict[str, Any]] = history.to_dict("records") if not history.empty else []
-        names = ("loss_d", "loss_d_real", "loss_d_fake", "penalty", "cr", "d_real", "d_fake", "loss_g")
-        totals = {name: torch.zeros((), device=self.device) for name in names}
-        interval_start, interval_steps = time.perf_counter(), 0
+        log = LogQueue(self.device)
         last_flush = time.monotonic()
         self.progress.start("train", t.steps, completed=self.state.step)
         self.G.train()
         self.D.train()
+
+        def drain(wait: bool) -> None:
+            """Move finished log lines into the history; a non-finite loss stops the run as diverged."""
+            for row in log.completed(wait):
+                self.state.wall_time += row["interval_s"]
+                row["wall_time"] = self.state.wall_time
+                del row["interval_s"]
+                if not all(math.isfinite(row[name]) for name in self.totals):
+                    raise Diverged(
+                        f"{run.root}: a loss became NaN or infinite by step {row['step']}; the last good checkpoint "
+                        "is kept in checkpoints/ (lower the learning rate or change the method)"
+                    )
+                rows.append(row)
+                self.progress.advance(0, loss_d=row["loss_d"], loss_g=row["loss_g"])
+
         while self.state.step < t.steps:
-            lr_d, lr_g = self._set_learning_rates(self.state.step)
-            for _ in range(t.n_dis):
-                self._d_step(totals)
-            self._g_step(totals)
-            if self.G_ema is not None:
-                decay = t.ema_decay if self.state.step >= t.ema_start else 0.0
-                update_ema(self.G_ema, self.G, decay)
+            lr_d, lr_g = self._set_schedules(self.state.step)
+            self._gather_reals()
+            self.runner()
             self.state.step += 1
-            interval_steps += 1
             step = self.state.step
+            log.steps += 1
             self.progress.advance(1)
 
             if step % t.log_every == 0 or step == t.steps:
-                elapsed = time.perf_counter() - interval_start
-                self.state.wall_time += elapsed
-                d_steps = interval_steps * t.n_dis
-                row: dict[str, Any] = {"step": step}
-                for name, total in totals.items():
-                    row[name] = total.item() / (interval_steps if name == "loss_g" else d_steps)
+                g_steps = log.steps
+                means = {
+                    name: total / (g_steps if name == "loss_g" else g_steps * t.n_dis)
+                    for name, total in self.totals.items()
+                }
+                lrs = {"lr_d": lr_d, "lr_g": lr_g}
+                log.push(step, {**means, **self._gradient_log()}, lrs, t.batch_size_d * t.n_dis)
+                for total in self.totals.values():
                     total.zero_()
-                if not all(math.isfinite(row[name]) for name in names):
-                    raise Diverged(
-                        f"{run.root}: a loss became NaN or infinite by step {step}; the last good checkpoint is "
-                        "kept in checkpoints/ (lower the learning rate or change the method)"
-                    )
-                row.update(self._gradient_log())
-                row.update(
-                    lr_d=lr_d,
-                    lr_g=lr_g,
-                    g_steps_per_s=interval_steps / elapsed,
-                    images_per_s=d_steps * t.batch_size_d / elapsed,
-                    wall_time=self.state.wall_time,
-                )
-                rows.append(row)
-                self.progress.advance(0, loss_d=row["loss_d"], loss_g=row["loss_g"])
-                interval_start, interval_steps = time.perf_counter(), 0
+                drain(wait=False)
                 if time.monotonic() - last_flush > HISTORY_FLUSH_SECONDS:
                     run.write_history(pd.DataFrame(rows))
                     last_flush = time.monotonic()
 
+            periodic = False
             if evaluator is not None and (step % self.recipe.eval.every == 0 or step == t.steps):
+                drain(wait=True)  # a diverged run is not evaluated
                 self._evaluate(evaluator, step)
+                periodic = True
             if t.sample_every and (step % t.sample_every == 0 or step == t.steps):
                 save_samples(run.sample_path(step), self._sample_generator(), self.fixed_z, self.dataset)
                 if self.G_ema is not None:  # early on EMA-G is still close to its initialisation: show G too
                     save_samples(run.sample_path(step, "raw"), self.G, self.fixed_z, self.dataset)
+                periodic = True
             if step % t.checkpoint_every == 0 or step == t.steps:
+                drain(wait=True)
                 # losses since the last log line are unchecked: check them before saving
-                if interval_steps and not all(torch.isfinite(total) for total in totals.values()):
+                if not all(torch.isfinite(total) for total in self.totals.values()):
                     raise Diverged(f"{run.root}: a loss became NaN or infinite by step {step}")
                 run.write_history(pd.DataFrame(rows))
                 last_flush = time.monotonic()
                 self._save_checkpoint(periodic=True)
                 run.update_run(step=step, best=self.state.best)
+                periodic = True
+            if periodic:
+                log.restart_clock()  # evaluation, sheets and checkpoints are not training time
             if self._stop_requested:
+                drain(wait=True)
                 run.write_history(pd.DataFrame(rows))
                 self._save_checkpoint(periodic=False)
                 raise KeyboardInterrupt
+        drain(wait=True)
+        run.write_history(pd.DataFrame(rows))
         self.progress.finish()
 
     def _sample_generator(self) -> nn.Module:
