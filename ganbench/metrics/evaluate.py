@@ -76,21 +76,43 @@ def generate_images(
     seed: int = SAMPLE_SEED,
     quantize: bool = True,
 ) -> Iterator[torch.Tensor]:
-    """`n` samples of G (eval mode, no grad), z ~ N(0, I) from `seed`, in batches.
+    """`n` samples of G (eval mode, no grad), z ~ N(0, I) from `seed`, in batches, on `device`.
 
     Images come out as uint8 (`quantize`) or as float in [0, 1]; 2-D points as they are. All latent codes are drawn
-    up front, so the samples do not depend on `batch_size`.
+    up front (on the host, so the samples depend neither on `batch_size` nor on the device) and moved over at once.
+    On CUDA the next batch is generated on a side stream while the caller works on the current one (Inception
+    features): generation and extraction overlap.
     """
-    z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+    device = torch.device(device)
+    z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+
+    def make(z: torch.Tensor) -> torch.Tensor:
+        out = generator(z)
+        if out.ndim == 4:
+            out = quantize_images(out) if quantize else (out.clamp(-1, 1) + 1) / 2
+        return out
+
     was_training = generator.training
     generator.eval()
     try:
         with torch.no_grad():
-            for z in z_all.split(batch_size):
-                out = generator(z.to(device))
-                if out.ndim == 4:
-                    out = quantize_images(out) if quantize else (out.clamp(-1, 1) + 1) / 2
-                yield out
+            chunks = z_all.split(batch_size)
+            if device.type != "cuda":
+                for z in chunks:
+                    yield make(z)
+                return
+            side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                ahead = make(chunks[0])
+            for i in range(len(chunks)):
+                main.wait_stream(side)
+                current = ahead
+                current.record_stream(main)  # the allocator must not reuse it while `main` still reads it
+                if i + 1 < len(chunks):
+                    with torch.cuda.stream(side):
+                        ahead = make(chunks[i + 1])
+                yield current
     finally:
         generator.train(was_training)
 
@@ -312,7 +334,8 @@ class Evaluation:
                         f"the generator makes {images.shape[-1]} px images but the reference statistics are at "
                         f"{self.ref.size} px; set data.size to the generator's size"
                     )
-                for name, value in self.extractor.features(images).items():
+                # features stay on the device: no batch waits for the GPU, and FID's statistics are reduced there
+                for name, value in self.extractor.features(images, on_device=True).items():
                     parts.setdefault(name, []).append(value)
                 self.progress.advance(len(images))
         finally:
@@ -364,7 +387,7 @@ def compute_metrics(
     out: dict[str, float] = {}
     if "fid" in families:
         mu, sigma = feature_statistics(pool)
-        out["fid"] = frechet_distance(mu, sigma, ref.mu, ref.sigma)
+        out["fid"] = frechet_distance(mu, sigma, ref.mu, ref.sigma, device=device)
     if "is" in families:
         if "logits" not in features:
             raise MetricError("is: these features have no 1008-class logits; use weights with the Inception head")

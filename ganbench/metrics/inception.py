@@ -113,8 +113,9 @@ class Extractor:
             )
 
     @torch.no_grad()
-    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """uint8 or [0, 1] float images (N, 3, H, W) -> {"pool": (N, 2048)[, "logits": (N, 1008)]} float32 on CPU."""
+    def features(self, images: torch.Tensor, on_device: bool = False) -> dict[str, torch.Tensor]:
+        """uint8 or [0, 1] float images (N, 3, H, W) -> {"pool": (N, 2048)[, "logits": (N, 1008)]} float32, on the
+        host, or left on the extractor's device with `on_device` (no copy back, so no wait for the GPU)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images (N, 3, H, W), got {tuple(images.shape)}")
         if images.is_floating_point():
@@ -133,7 +134,9 @@ class Extractor:
                 f"{self.weights}: the network gave features of shape {tuple(pool.shape)} for {len(images)} images, "
                 f"not (N, {POOL_DIM}); this is not an Inception pool3 extractor"
             )
-        return {key: value.detach().float().cpu() for key, value in out.items()}
+        return {
+            key: value.detach().float() if on_device else value.detach().float().cpu() for key, value in out.items()
+        }
 
     def _forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
