@@ -98,7 +98,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = _range(0, default=0)  # in-training evaluation every N G steps; 0 = only at the end
+    every: int = _range(0, default=0)  # in-training evaluation every N G steps; 0 = none (score with ganbench eval)
     num_samples: int = _range(1, default=50000)
     metrics: list[str] = field(default_factory=lambda: ["fid", "is"])
     ref_split: str = ""  # reference statistics split; "" = the dataset's paper choice

@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
+from ganbench.data import DATASETS
 from ganbench.metrics import inception
 from ganbench.metrics.inception import build_extractor
 from ganbench.metrics.refstats import reference_statistics
@@ -19,6 +21,14 @@ from tests.test_metrics_evaluate import image_recipe
 from tests.test_metrics_inception import save_tiny_trunk
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def _scripts_registry_kept_apart(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The scripts register a random-image dataset: keep it out of the registry the other tests see."""
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
+    yield
+    sys.modules.pop("common", None)
 
 
 def _script(name: str) -> ModuleType:
