@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,14 @@ from ganbench.train.ema import update_ema
 from ganbench.train.fast import StepRunner, load_portable_state, make_adam, portable_state, set_lr
 from ganbench.train.loop import LogQueue, train
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def gpu(test: Callable[..., None]) -> Callable[..., None]:
+    """Marked `gpu` (select with -m gpu) and skipped without CUDA."""
+    return pytest.mark.gpu(needs_cuda(test))
+
+
 SLOW = ["train.cuda_graph=false", "train.fused_adam=false", "train.data_on_device=false", "train.cudnn_benchmark=false"]
 
 
