@@ -185,7 +185,6 @@ def time_ganbench(recipe: recipes.Recipe, device: torch.device, steps: int, repe
     tree = recipe.to_dict()
     for section, values in overrides.items():
         tree[section].update(values)
-    tree["train"]["steps"] = max(tree["train"]["steps"], 1)
     timed = recipes.from_dict(tree)
     with tempfile.TemporaryDirectory() as tmp:
         Trainer(timed, RunDir(Path(tmp) / "run")).run()

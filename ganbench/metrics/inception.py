@@ -134,9 +134,8 @@ class Extractor:
                 f"{self.weights}: the network gave features of shape {tuple(pool.shape)} for {len(images)} images, "
                 f"not (N, {POOL_DIM}); this is not an Inception pool3 extractor"
             )
-        return {
-            key: value.detach().float() if on_device else value.detach().float().cpu() for key, value in out.items()
-        }
+        out = {key: value.detach().float() for key, value in out.items()}
+        return out if on_device else {key: value.cpu() for key, value in out.items()}
 
     def _forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -301,6 +301,7 @@ class Trainer:
                 write_parquet(self.run_dir.metrics_path, metrics[keep])
 
     def _state_dict(self) -> dict[str, Any]:
+        lr_d, lr_g = self._learning_rates(self.state.step)
         return {
             "step": self.state.step,
             "wall_time": self.state.wall_time,
@@ -309,8 +310,8 @@ class Trainer:
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_G": portable_state(self.opt_g, self._learning_rates()[1]),
-            "opt_D": portable_state(self.opt_d, self._learning_rates()[0]),
+            "opt_G": portable_state(self.opt_g, lr_g),
+            "opt_D": portable_state(self.opt_d, lr_d),
             "data": self.stream.state_dict(),
             "rng": checkpoint.rng_state(),
         }
@@ -368,10 +369,10 @@ class Trainer:
         self.D.requires_grad_(True)
         totals["loss_g"] += loss.detach()
 
-    def _learning_rates(self, step: int | None = None) -> tuple[float, float]:
-        """(lr_d, lr_g) at `step` (default: the current one), a pure function of it."""
+    def _learning_rates(self, step: int) -> tuple[float, float]:
+        """(lr_d, lr_g) at `step`, a pure function of it."""
         t = self.recipe.train
-        factor = lr_factor(t.lr_decay, self.state.step if step is None else step, t.steps)
+        factor = lr_factor(t.lr_decay, step, t.steps)
         return t.lr_d * factor, t.lr_g * factor
 
     def _set_schedules(self, step: int) -> tuple[float, float]:
@@ -556,9 +557,7 @@ class Trainer:
                 run.write_history(pd.DataFrame(rows))
                 self._save_checkpoint(periodic=False)
                 raise KeyboardInterrupt
-        drain(wait=True)
-        run.write_history(pd.DataFrame(rows))
-        self.progress.finish()
+        self.progress.finish()  # the last step is a checkpoint step: its history is drained and written
 
     def _sample_generator(self) -> nn.Module:
         return self.G_ema if self.G_ema is not None else self.G
