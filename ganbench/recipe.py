@@ -39,6 +39,7 @@ class DataConfig:
     size: int = _range(0, 1024, default=0)  # image side in pixels after resize; 0 keeps the dataset's own size
     num_samples: int = _range(0, default=0)  # synthetic sets: how many to draw; 0 = the set's default
     seed: int = 0  # synthetic sets: which draw
+    hflip: bool = True  # flip real images horizontally at random, per sample and epoch, as the official code
 
 
 @dataclass
@@ -47,7 +48,7 @@ class ModelConfig:
     z_dim: int = _range(1, 4096, default=128)
     g_channels: int = _range(0, 4096, default=0)  # 0 = the architecture's paper width
     d_channels: int = _range(0, 4096, default=0)
-    d_pool: str = _choice("mean", "sum", default="sum")  # ResNet D global pooling (SN-GAN's original sums)
+    d_pool: str = _choice("mean", "sum", default="mean")  # ResNet D global pooling: mean as the GN-GAN code
 
 
 @dataclass
@@ -68,6 +69,9 @@ class MethodConfig:
 @dataclass
 class LossConfig:
     name: str = "bce"  # bce, hinge, wasserstein, lgan-x, lgan-exp, lgan-log_sigmoid, lgan-sqrt, lgan-lsgan, lgan-hinge
+    # LGAN only: G minimises psi(f(fake)) when true; false (the LGAN code's default) G minimises -f(fake), except
+    # for lgan-lsgan, whose G loss is (f - 1)^2 either way
+    lgan_psi_max: bool = False
 
 
 @dataclass
@@ -106,6 +110,9 @@ class EvalConfig:
     backend: str = _choice("torch-fidelity", "pytorch-fid", default="torch-fidelity")
     batch_size: int = _range(1, default=250)
     select: str = _choice("ema", "raw", default="ema")  # which generator's FID picks checkpoints/best.pt
+    # BatchNorm of G while sampling for metrics: "batch" = train mode, statistics of batches of train.batch_size_g
+    # (the official code; G's buffers are restored afterwards); "running" = eval mode, running statistics
+    bn_mode: str = _choice("batch", "running", default="batch")
 
 
 @dataclass
