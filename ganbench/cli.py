@@ -166,7 +166,20 @@ def _print_run_summary(run: Any, info: dict[str, Any]) -> None:
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory made by `ganbench train`.")],
     checkpoint: Annotated[str, typer.Option(help="best, last, all, or a step number.")] = "best",
-    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Evaluate the EMA generator or the raw one.")] = True,
+    ema: Annotated[
+        bool | None,
+        typer.Option(
+            "--ema/--no-ema",
+            help="Evaluate the EMA generator or the raw one; default the one the recipe's protocol reports "
+            "(eval.select; the raw G when the run keeps no EMA).",
+        ),
+    ] = None,
+    bn_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="BatchNorm while sampling: batch (train mode, the official code) or running; default the recipe's."
+        ),
+    ] = None,
     num_samples: Annotated[int | None, typer.Option(help="Generated samples; default the recipe's (50k).")] = None,
     metrics: Annotated[str | None, typer.Option(help="Comma list of fid,is,kid,pr; default the recipe's.")] = None,
     backend: Annotated[str | None, typer.Option(help="torch-fidelity (default) or pytorch-fid.")] = None,
@@ -194,6 +207,7 @@ def evaluate(
             force=force,
             device=device,
             progress=RichProgress("img"),
+            bn_mode=bn_mode,
         )
         if rows.empty:
             console.print("nothing to do: these scores are already in metrics.parquet (use --force to recompute)")

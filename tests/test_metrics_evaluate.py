@@ -174,7 +174,9 @@ def test_training_evaluator_scores_raw_and_ema(tmp_path: Path) -> None:
 def test_image_run_scores_match_the_reference_implementations(tmp_path: Path, trunk: str) -> None:
     recipe = image_recipe()
     run = make_run(tmp_path / "run", recipe, steps=(10, 20))
-    rows = evaluate_run(run, checkpoints="last", inception_weights=trunk, settings=SMALL, device="cpu")
+    rows = evaluate_run(
+        run, checkpoints="last", inception_weights=trunk, settings=SMALL, device="cpu", bn_mode="running"
+    )
     assert set(rows["metric"]) == {"fid", "kid_mean", "kid_std", "precision", "recall"}
     assert (rows["extractor"] == "torchscript-fid-trunk").all() and (rows["weights"] == "trunk.pt").all()
     assert (rows["n_fake"] == 40).all() and (rows["n_real"] == 48).all() and (rows["ref_split"] == "train").all()
@@ -208,7 +210,9 @@ def test_image_run_scores_match_the_reference_implementations(tmp_path: Path, tr
     assert values["precision"] == pytest.approx(prc["precision"], abs=1 / 40)
     assert values["recall"] == pytest.approx(prc["recall"], abs=1 / 48)
 
-    assert evaluate_run(run, checkpoints="last", inception_weights=trunk, settings=SMALL, device="cpu").empty
+    again = dict(checkpoints="last", inception_weights=trunk, settings=SMALL, device="cpu")
+    assert evaluate_run(run, **again, bn_mode="running").empty  # already scored under this protocol
+    assert not evaluate_run(run, **again, bn_mode="batch").empty  # batch statistics: another protocol
     only_fid = evaluate_run(run, checkpoints="10", inception_weights=trunk, metrics=["fid"], device="cpu")
     assert list(only_fid["metric"]) == ["fid"] and list(only_fid["step"]) == [10]
 

@@ -170,13 +170,25 @@ def test_divergence_stops_with_status_and_keeps_the_last_good_checkpoint(
 
 def test_batch_stream_covers_each_epoch_once_and_restores() -> None:
     stream = BatchStream(10, 3, seed=1)
-    first_epoch = torch.cat([stream.next() for _ in range(3)])
+    first_epoch = torch.cat([stream.next()[0] for _ in range(3)])
     assert sorted(first_epoch.tolist()) == sorted(set(first_epoch.tolist()))
     state = stream.state_dict()
     ahead = [stream.next() for _ in range(5)]
     again = BatchStream(10, 3, seed=1)
     again.load_state_dict(state)
-    assert all(torch.equal(x, again.next()) for x in ahead)
+    for indices, flips in ahead:
+        other_indices, other_flips = again.next()
+        assert torch.equal(indices, other_indices) and torch.equal(flips, other_flips)
+
+
+def test_batch_stream_flips_half_of_the_samples_independently_of_the_order() -> None:
+    stream = BatchStream(20_000, 10_000, seed=4)
+    (first, flips), (second, second_flips) = stream.next(), stream.next()
+    flips = torch.cat([flips, second_flips]).double()
+    assert abs(flips.mean().item() - 0.5) < 0.015  # 4.2 standard deviations of a fair coin over 20k draws
+    # each image flipped or not per epoch, whatever its position: flags do not follow the image index
+    by_index = torch.zeros(20_000, dtype=torch.float64).index_put_((torch.cat([first, second]),), flips)
+    assert abs(by_index[:10_000].mean().item() - 0.5) < 0.02
 
 
 def test_linear_decay_reaches_zero() -> None:

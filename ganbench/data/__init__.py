@@ -32,7 +32,8 @@ def output_shape(cfg: DataConfig) -> tuple[int, ...]:
 
 
 def to_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float32 in [-1, 1] (x / 127.5 - 1, so 0 -> -1 and 255 -> 1); float points pass unchanged."""
+    """uint8 images -> floats of the default dtype in [-1, 1] (x / 127.5 - 1, so 0 -> -1 and 255 -> 1); points are
+    cast to the default dtype (float32 unless a caller such as a float64 reference test changed it)."""
     if batch.dtype == torch.uint8:
-        return batch.float() / 127.5 - 1.0
-    return batch
+        return batch.to(torch.get_default_dtype()) / 127.5 - 1.0
+    return batch.to(torch.get_default_dtype())

@@ -29,6 +29,7 @@ from ganbench.metrics.inception_score import inception_score
 from ganbench.metrics.kid import kernel_inception_distance
 from ganbench.metrics.prdc import precision_recall
 from ganbench.metrics.refstats import RefStats, load_npz, reference_statistics
+from ganbench.nets import BN_MODES, sampling_mode
 from ganbench.progress import NullProgress, Progress
 from ganbench.store import RunDir
 
@@ -75,46 +76,47 @@ def generate_images(
     device: str | torch.device,
     seed: int = SAMPLE_SEED,
     quantize: bool = True,
+    bn_mode: str = "running",
 ) -> Iterator[torch.Tensor]:
-    """`n` samples of G (eval mode, no grad), z ~ N(0, I) from `seed`, in batches, on `device`.
+    """`n` samples of G (no grad), z ~ N(0, I) from `seed`, in batches, on `device`.
 
-    Images come out as uint8 (`quantize`) or as float in [0, 1]; 2-D points as they are. All latent codes are drawn
-    up front (on the host, so the samples depend neither on `batch_size` nor on the device) and moved over at once.
-    On CUDA the next batch is generated on a side stream while the caller works on the current one (Inception
-    features): generation and extraction overlap.
+    BatchNorm as `bn_mode` says (nets.sampling_mode). With "running" (eval mode) a sample does not depend on its
+    batch. With "batch" (train mode, the official code's way) it does: every batch is full, `batch_size` codes (the
+    official code samples in batches of the G batch size and drops what is past `n`), and G's buffers are restored
+    afterwards. Images come out as uint8 (`quantize`) or as float in [0, 1]; 2-D points as they are. All latent codes
+    are drawn up front on the host (so the first `n` codes depend neither on `batch_size` nor on the device) and
+    moved over at once. On CUDA the next batch is generated on a side stream while the caller works on the current
+    one (Inception features): generation and extraction overlap.
     """
     device = torch.device(device)
-    z_all = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    padded = -(-n // batch_size) * batch_size if bn_mode == "batch" else n
+    z_all = torch.randn(padded, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
 
-    def make(z: torch.Tensor) -> torch.Tensor:
-        out = generator(z)
+    def make(z: torch.Tensor, keep: int) -> torch.Tensor:
+        out = generator(z)[:keep]
         if out.ndim == 4:
             out = quantize_images(out) if quantize else (out.clamp(-1, 1) + 1) / 2
         return out
 
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.no_grad():
-            chunks = z_all.split(batch_size)
-            if device.type != "cuda":
-                for z in chunks:
-                    yield make(z)
-                return
-            side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
-            side.wait_stream(main)
-            with torch.cuda.stream(side):
-                ahead = make(chunks[0])
-            for i in range(len(chunks)):
-                main.wait_stream(side)
-                current = ahead
-                current.record_stream(main)  # the allocator must not reuse it while `main` still reads it
-                if i + 1 < len(chunks):
-                    with torch.cuda.stream(side):
-                        ahead = make(chunks[i + 1])
-                yield current
-    finally:
-        generator.train(was_training)
+    chunks = z_all.split(batch_size)
+    keeps = [max(0, min(batch_size, n - i * batch_size)) for i in range(len(chunks))]
+    with sampling_mode(generator, bn_mode), torch.no_grad():
+        if device.type != "cuda":
+            for z, keep in zip(chunks, keeps, strict=True):
+                yield make(z, keep)
+            return
+        side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            ahead = make(chunks[0], keeps[0])
+        for i in range(len(chunks)):
+            main.wait_stream(side)
+            current = ahead
+            current.record_stream(main)  # the allocator must not reuse it while `main` still reads it
+            if i + 1 < len(chunks):
+                with torch.cuda.stream(side):
+                    ahead = make(chunks[i + 1], keeps[i + 1])
+            yield current
 
 
 def requested_metrics(metrics: list[str]) -> list[str]:
@@ -181,10 +183,17 @@ class Evaluation:
         quantize: bool = True,
         seed: int = SAMPLE_SEED,
         progress: Progress | None = None,
+        bn_mode: str | None = None,
     ) -> None:
         from ganbench import data
 
         self.recipe = recipe
+        self.bn_mode = bn_mode or recipe.eval.bn_mode
+        if self.bn_mode not in BN_MODES:
+            raise MetricError(f"--bn-mode {self.bn_mode}: choose one of {', '.join(BN_MODES)}")
+        # "batch": samples are normalised per batch, so the batch is part of the protocol: the G batch size, as
+        # the official code samples
+        self.sample_batch = recipe.train.batch_size_g if self.bn_mode == "batch" else recipe.eval.batch_size
         self.device = resolve_device(device)
         self.settings = settings or MetricSettings()
         self.quantize = quantize
@@ -259,6 +268,7 @@ class Evaluation:
         common = {
             "n_fake": self.num_samples,
             "generator": generator_kind,
+            "bn_mode": f"batch:{self.sample_batch}" if self.bn_mode == "batch" else "running",
             "sample_seed": self.seed,
             "params": fingerprint.params_text(self.settings.params(family)),
         }
@@ -311,9 +321,10 @@ class Evaluation:
 
     def scores(self, generator: nn.Module, families: list[str], label: str = "") -> dict[str, float]:
         """Every metric of `families` for `generator`, from one pass over `num_samples` generated samples."""
-        batch = self.recipe.eval.batch_size
         z_dim = self.recipe.model.z_dim
-        samples = generate_images(generator, self.num_samples, z_dim, batch, self.device, self.seed, self.quantize)
+        samples = generate_images(
+            generator, self.num_samples, z_dim, self.sample_batch, self.device, self.seed, self.quantize, self.bn_mode
+        )
         if self.points is not None:
             from ganbench.metrics.twod import mode_quality
 
@@ -488,7 +499,7 @@ def evaluate_run(
     run: RunDir,
     *,
     checkpoints: str = "best",
-    ema: bool = True,
+    ema: bool | None = None,
     num_samples: int | None = None,
     metrics: list[str] | None = None,
     backend: str | None = None,
@@ -499,9 +510,11 @@ def evaluate_run(
     quantize: bool = True,
     settings: MetricSettings | None = None,
     progress: Progress | None = None,
+    bn_mode: str | None = None,
 ) -> pd.DataFrame:
     """Score the chosen checkpoints of a run and append the new rows to its metrics.parquet; return the new rows.
 
+    `ema` None scores the generator the recipe's protocol reports (eval.select; the raw G when the run keeps no EMA).
     Metrics already present for the same (checkpoint step, generator, metric, fingerprint) are skipped unless
     `force`. Rows are appended checkpoint by checkpoint, so an interrupted `all` keeps what it finished.
     """
@@ -521,7 +534,10 @@ def evaluate_run(
         settings=settings,
         quantize=quantize,
         progress=progress,
+        bn_mode=bn_mode,
     )
+    if ema is None:
+        ema = recipe.eval.select == "ema" and recipe.train.ema_decay > 0
     kind = "ema" if ema else "raw"
     existing = run.read_metrics()
     new_rows: list[dict[str, Any]] = []

@@ -1,7 +1,7 @@
 """The protocol fingerprint of a metric row: every field that changes what the number means, and a hash of them.
 
 Two rows with the same `fingerprint` were measured the same way and may share a column; rows with different ones
-may not (DESIGN §5). The hash covers the protocol fields only — never the checkpoint step, the time or the wall
+may not. The hash covers the protocol fields only — never the checkpoint step, the time or the wall
 time, which say *what* was measured and when, not *how*.
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from ganbench import __version__
 
-PROTOCOL_VERSION = 1  # bump when ganbench's own sampling or metric code changes what a number means
+PROTOCOL_VERSION = 2  # bump when ganbench's own sampling or metric code changes what a number means
 
 # Fields that change a metric's value for the same generator weights; their hash is the row's `fingerprint`.
 PROTOCOL_FIELDS = (
@@ -33,6 +33,7 @@ PROTOCOL_FIELDS = (
     "ref_hash",  # content hash of the reference images
     "ref_key",  # the reference statistics' own key (extractor and weights included; imported-… for a TTUR file)
     "generator",  # ema or raw
+    "bn_mode",  # BatchNorm while sampling: "running" (eval mode) or "batch:<B>" (train mode, batches of B)
     "sample_seed",  # the seed of the latent codes
     "params",  # the metric's own settings (IS splits, KID subsets, PR k), JSON
     "versions",  # torch, torch-fidelity, pytorch-fid, ganbench, JSON

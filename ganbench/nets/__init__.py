@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ganbench.errors import RecipeError
@@ -54,6 +56,28 @@ def build_nets(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, n
     """(generator, discriminator): G maps (N, z_dim) to (N, *shape); D maps (N, *shape) to raw outputs (N, 1)."""
     check_compatible(model, shape)
     return NETS.get(model.arch).build(model, tuple(shape))
+
+
+BN_MODES = ("batch", "running")
+
+
+@contextlib.contextmanager
+def sampling_mode(generator: nn.Module, bn_mode: str) -> Iterator[nn.Module]:
+    """G set up for sampling: "running" = eval mode (BatchNorm's running statistics); "batch" = train mode (each
+    batch normalised by its own statistics, as the official GN-GAN code samples), with G's buffers put back after,
+    so sampling never changes the generator. The module's own mode is restored on exit."""
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"unknown BatchNorm sampling mode {bn_mode!r}")
+    was_training = generator.training
+    saved = [buffer.clone() for buffer in generator.buffers()] if bn_mode == "batch" else []
+    generator.train(bn_mode == "batch")
+    try:
+        yield generator
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(generator.buffers(), saved, strict=False):
+                buffer.copy_(value)
+        generator.train(was_training)
 
 
 from ganbench.nets import cnn, mlp, resnet  # noqa: E402, F401  (registers the architectures)

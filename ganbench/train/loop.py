@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ganbench import __version__, data, losses, methods, nets
-from ganbench.errors import Diverged, RunDirError
+from ganbench.errors import Diverged, RecipeError, RunDirError
 from ganbench.methods.consistency import consistency_penalty
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
@@ -44,46 +44,47 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from ganbench.errors import RecipeError
-
         raise RecipeError(f"train.device: {name} asked for but CUDA is not available here; use auto or cpu")
     return torch.device(name)
 
 
 class BatchStream:
-    """Shuffled batches of indices, epoch by epoch; its position is part of the checkpoint.
+    """Shuffled batches of indices with a horizontal-flip flag each, epoch by epoch; its position is checkpointed.
 
-    Each epoch's order is drawn on the host from its own generator (so on every device the same) and moved to
-    `device` once; a batch is then a slice of it there, with no copy from the host per step.
+    Epoch e draws, from its own host generator seeded by (seed, e), the order of the samples and then one flip flag
+    per position: the same on every device, independent of the training RNG, and reproduced exactly on resume. The
+    epoch's order and flags are moved to `device` once; a batch is then a slice of them there, with no copy from the
+    host per step. A batch that would run past the end is dropped, as DataLoader's drop_last.
     """
 
     def __init__(self, size: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> None:
         if batch_size > size:
-            from ganbench.errors import RecipeError
-
             raise RecipeError(f"train.batch_size_d: {batch_size} is larger than the dataset ({size} samples)")
         self.size, self.batch_size, self.seed, self.device = size, batch_size, seed, torch.device(device)
         self.epoch, self.position = 0, 0
-        self._order = self._permutation()
+        self._order, self._flips = self._draw()
 
-    def _permutation(self) -> torch.Tensor:
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).to(self.device)
+        order = torch.randperm(self.size, generator=generator)
+        flips = torch.rand(self.size, generator=generator) < 0.5
+        return order.to(self.device), flips.to(self.device)
 
-    def next(self) -> torch.Tensor:
-        if self.position + self.batch_size > self.size:  # drop the incomplete tail, as drop_last=True
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, flip flags) of the next batch."""
+        if self.position + self.batch_size > self.size:
             self.epoch, self.position = self.epoch + 1, 0
-            self._order = self._permutation()
-        batch = self._order[self.position : self.position + self.batch_size]
+            self._order, self._flips = self._draw()
+        batch = slice(self.position, self.position + self.batch_size)
         self.position += self.batch_size
-        return batch
+        return self._order[batch], self._flips[batch]
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position = state["epoch"], state["position"]
-        self._order = self._permutation()
+        self._order, self._flips = self._draw()
 
 
 @dataclass
@@ -319,10 +320,15 @@ class Trainer:
     # one step
 
     def _gather_reals(self) -> None:
-        """The next n_dis batches of the data order into the step's input buffer (no host sync on the GPU)."""
+        """The next n_dis batches of the data order into the step's input buffer, flipped where the stream says so
+        (data.hflip, images only); no host sync on the GPU."""
         target = self.reals if self._staging is None else self._staging
+        flip = self.recipe.data.hflip and target.ndim == 5
         for batch in target:
-            torch.index_select(self.images, 0, self.stream.next(), out=batch)
+            indices, flips = self.stream.next()
+            torch.index_select(self.images, 0, indices, out=batch)
+            if flip:
+                batch.copy_(torch.where(flips.view(-1, 1, 1, 1), batch.flip(-1), batch))
         if self._staging is not None:
             self.reals.copy_(self._staging)
 
@@ -339,13 +345,14 @@ class Trainer:
         with torch.no_grad():
             fake = self.G(torch.randn(t.batch_size_d, self.recipe.model.z_dim, device=self.device))
         logits = method.logits(d, torch.cat([real, fake]))
-        loss_real, loss_fake = self.loss.d_loss(logits[: len(real)], logits[len(real) :])
+        real_logits, fake_logits = logits[: len(real)], logits[len(real) :]
+        loss_real, loss_fake = self.loss.d_loss(real_logits, fake_logits)
         loss = loss_real + loss_fake
         penalty = method.penalty(d, real, fake)
         if penalty is not None:
             loss = loss + penalty
             totals["penalty"] += penalty.detach()
-        cr = consistency_penalty(method, d, real, fake, self.recipe.method)
+        cr = consistency_penalty(method, d, real, real_logits, fake, fake_logits, self.recipe.method)
         if cr is not None:
             loss = loss + cr
             totals["cr"] += cr.detach()
@@ -355,18 +362,20 @@ class Trainer:
         totals["loss_d"] += loss.detach()
         totals["loss_d_real"] += loss_real.detach()
         totals["loss_d_fake"] += loss_fake.detach()
-        totals["d_real"] += logits[: len(real)].detach().mean()
-        totals["d_fake"] += logits[len(real) :].detach().mean()
+        totals["d_real"] += real_logits.detach().mean()
+        totals["d_fake"] += fake_logits.detach().mean()
 
     def _g_step(self, totals: dict[str, torch.Tensor]) -> None:
         t = self.recipe.train
         self.D.requires_grad_(False)  # G's step needs gradients through D's input, not into D's weights
-        fake = self.G(torch.randn(t.batch_size_g, self.recipe.model.z_dim, device=self.device))
-        loss = self.loss.g_loss(self.method.logits(self.D, fake))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_g.step()
-        self.D.requires_grad_(True)
+        try:
+            fake = self.G(torch.randn(t.batch_size_g, self.recipe.model.z_dim, device=self.device))
+            loss = self.loss.g_loss(self.method.logits(self.D, fake))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:  # a failed step (e.g. a graph capture that raised) must not leave D frozen
+            self.D.requires_grad_(True)
         totals["loss_g"] += loss.detach()
 
     def _learning_rates(self, step: int) -> tuple[float, float]:
@@ -379,7 +388,8 @@ class Trainer:
         """Learning rates and the EMA weight of `step`, written only when they change (a device write each)."""
         t = self.recipe.train
         lr_d, lr_g = self._learning_rates(step)
-        ema = 1.0 - t.ema_decay if step >= t.ema_start else 1.0
+        # `step` is 0-based here: the EMA copies G while the 1-based step is below ema_start, as the official code
+        ema = 1.0 - t.ema_decay if step + 1 >= t.ema_start else 1.0
         if self._schedule != (lr_d, lr_g, ema):
             set_lr(self.opt_d, lr_d)
             set_lr(self.opt_g, lr_g)
@@ -536,9 +546,10 @@ class Trainer:
                 self._evaluate(evaluator, step)
                 periodic = True
             if t.sample_every and (step % t.sample_every == 0 or step == t.steps):
-                save_samples(run.sample_path(step), self._sample_generator(), self.fixed_z, self.dataset)
+                bn_mode = self.recipe.eval.bn_mode
+                save_samples(run.sample_path(step), self._sample_generator(), self.fixed_z, self.dataset, bn_mode)
                 if self.G_ema is not None:  # early on EMA-G is still close to its initialisation: show G too
-                    save_samples(run.sample_path(step, "raw"), self.G, self.fixed_z, self.dataset)
+                    save_samples(run.sample_path(step, "raw"), self.G, self.fixed_z, self.dataset, bn_mode)
                 periodic = True
             if step % t.checkpoint_every == 0 or step == t.steps:
                 drain(wait=True)

@@ -8,27 +8,26 @@ from typing import Any
 import torch
 from torch import nn
 
+from ganbench.nets import sampling_mode
 from ganbench.store import atomic_write
 
 
 @torch.no_grad()
-def generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """G(z) in eval mode (BN running statistics), the module's mode restored afterwards."""
-    was_training = generator.training
-    generator.eval()
-    try:
+def generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256, bn_mode: str = "running") -> torch.Tensor:
+    """G(z) in batches, BatchNorm as `bn_mode` says (nets.sampling_mode); G's mode and buffers are left as they were."""
+    with sampling_mode(generator, bn_mode):
         return torch.cat([generator(chunk) for chunk in z.split(batch_size)])
-    finally:
-        generator.train(was_training)
 
 
-def save_samples(path: Path, generator: nn.Module, z: torch.Tensor, dataset: Any) -> None:
+def save_samples(path: Path, generator: nn.Module, z: torch.Tensor, dataset: Any, bn_mode: str = "running") -> None:
+    """A sheet of G(z): in "batch" mode the whole sheet is one batch, as the official code draws its sheets."""
+    batch_size = len(z) if bn_mode == "batch" else 256
     if dataset.kind == "points":
-        _save_scatter(path, generate(generator, z).cpu(), dataset)
+        _save_scatter(path, generate(generator, z, batch_size, bn_mode).cpu(), dataset)
     else:
         from torchvision.utils import save_image
 
-        images = (generate(generator, z).cpu() + 1) / 2
+        images = (generate(generator, z, batch_size, bn_mode).cpu() + 1) / 2
         atomic_write(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=8, format="png"))
 
 
