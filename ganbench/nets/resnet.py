@@ -1,8 +1,14 @@
-"""SN-GAN's ResNets: CIFAR (32 px: G 256 channels, D 128) and STL-10 (48 px: G 512→64, D 64→1024)."""
+"""The GN-GAN code's ResNets (SN-GAN's design) for 32 and 48 px images, plus the SN-GAN paper's wider STL-10 D.
+
+resnet32: G 256 channels throughout, D 128. resnet48 (the GN-GAN STL-10 net, which its papers' numbers come from):
+G 512→256→128→64, D 64→128→256→512. resnet48-sngan: the same G, D with a fifth block to 1024 channels, as the SN-GAN
+paper's STL-10 net. D pools globally by mean (the official GN-GAN choice) or sum, as model.d_pool says. Every conv and
+linear is Kaiming-normal initialised (fan_in, gain √2) with zero biases, as the official code.
+"""
 
 from __future__ import annotations
 
-import math
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -11,9 +17,13 @@ from ganbench.errors import RecipeError
 from ganbench.nets import NETS, NetSpec
 from ganbench.recipe import ModelConfig
 
+L = TypeVar("L", nn.Conv2d, nn.Linear)
 
-def _xavier(layer: nn.Module, gain: float) -> nn.Module:
-    nn.init.xavier_uniform_(layer.weight, gain)
+
+def _kaiming(layer: L) -> L:
+    # The official code calls kaiming_normal_ with torch's defaults: fan_in and gain √2 (a = 0), on every layer,
+    # shortcuts and heads included.
+    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
     nn.init.zeros_(layer.bias)
     return layer
 
@@ -27,14 +37,12 @@ class GenBlock(nn.Module):
             nn.BatchNorm2d(cin),
             nn.ReLU(),
             nn.Upsample(scale_factor=2, mode="nearest"),
-            _xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)),
+            _kaiming(nn.Conv2d(cin, cout, 3, 1, 1)),
             nn.BatchNorm2d(cout),
             nn.ReLU(),
-            _xavier(nn.Conv2d(cout, cout, 3, 1, 1), math.sqrt(2)),
+            _kaiming(nn.Conv2d(cout, cout, 3, 1, 1)),
         )
-        self.shortcut = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), _xavier(nn.Conv2d(cin, cout, 1), 1.0)
-        )
+        self.shortcut = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _kaiming(nn.Conv2d(cin, cout, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual(x) + self.shortcut(x)
@@ -46,19 +54,15 @@ class DisBlock(nn.Module):
     def __init__(self, cin: int, cout: int, down: bool, optimized: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = [] if optimized else [nn.ReLU()]
-        layers += [
-            _xavier(nn.Conv2d(cin, cout, 3, 1, 1), math.sqrt(2)),
-            nn.ReLU(),
-            _xavier(nn.Conv2d(cout, cout, 3, 1, 1), math.sqrt(2)),
-        ]
+        layers += [_kaiming(nn.Conv2d(cin, cout, 3, 1, 1)), nn.ReLU(), _kaiming(nn.Conv2d(cout, cout, 3, 1, 1))]
         if down:
             layers.append(nn.AvgPool2d(2))
         self.residual = nn.Sequential(*layers)
         shortcut: list[nn.Module] = []
-        if optimized:
-            shortcut = [nn.AvgPool2d(2), _xavier(nn.Conv2d(cin, cout, 1), 1.0)]
+        if optimized:  # pool first: the 1x1 conv then runs on a quarter of the pixels (same function)
+            shortcut = [nn.AvgPool2d(2), _kaiming(nn.Conv2d(cin, cout, 1))]
         elif cin != cout or down:
-            shortcut = [_xavier(nn.Conv2d(cin, cout, 1), 1.0)] + ([nn.AvgPool2d(2)] if down else [])
+            shortcut = [_kaiming(nn.Conv2d(cin, cout, 1))] + ([nn.AvgPool2d(2)] if down else [])
         self.shortcut = nn.Sequential(*shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +75,13 @@ class Generator(nn.Module):
     def __init__(self, z_dim: int, m: int, channels: list[int]) -> None:
         super().__init__()
         self.m, self.top = m, channels[0]
-        self.linear = _xavier(nn.Linear(z_dim, m * m * channels[0]), 1.0)
+        self.linear = _kaiming(nn.Linear(z_dim, m * m * channels[0]))
         blocks = [GenBlock(cin, cout) for cin, cout in zip(channels[:-1], channels[1:], strict=True)]
         self.main = nn.Sequential(
             *blocks,
             nn.BatchNorm2d(channels[-1]),
             nn.ReLU(),
-            _xavier(nn.Conv2d(channels[-1], 3, 3, 1, 1), 1.0),
+            _kaiming(nn.Conv2d(channels[-1], 3, 3, 1, 1)),
             nn.Tanh(),
         )
 
@@ -86,16 +90,21 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Residual blocks, ReLU, global sum or mean pooling over H and W (model.d_pool), linear head."""
+    """Residual blocks, ReLU, global pooling over H and W, linear head.
+
+    model.d_pool picks the pooling: "mean" is the official GN-GAN choice (its papers' numbers); "sum", as the SN-GAN
+    code, scales the head's input by the final map's area (64 at 32 px, 9 at 48 px).
+    """
 
     def __init__(self, blocks: list[DisBlock], width: int, pool: str) -> None:
         super().__init__()
-        self.main = nn.Sequential(*blocks, nn.ReLU())
+        self.blocks = nn.Sequential(*blocks)
+        self.relu = nn.ReLU()
         self.pool = pool
-        self.linear = _xavier(nn.Linear(width, 1), 1.0)
+        self.linear = _kaiming(nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.main(x)
+        h = self.relu(self.blocks(x))
         h = h.sum(dim=(2, 3)) if self.pool == "sum" else h.mean(dim=(2, 3))
         return self.linear(h)
 
@@ -112,20 +121,34 @@ def build32(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.M
     return generator, Discriminator(blocks, d, model.d_pool)
 
 
-def build48(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    g, d = model.g_channels or 512, model.d_channels or 64
+def _generator48(model: ModelConfig) -> Generator:
+    g = model.g_channels or 512
     if g < 8:  # the last up-block has g // 8 channels
         raise RecipeError(f"model.g_channels: resnet48 halves the width three times, so {g} is too few; use 8 or more")
-    generator = Generator(model.z_dim, 6, [g, g // 2, g // 4, g // 8])
-    blocks = [
-        DisBlock(3, d, down=True, optimized=True),
-        DisBlock(d, d * 2, down=True),
-        DisBlock(d * 2, d * 4, down=True),
-        DisBlock(d * 4, d * 8, down=True),
-        DisBlock(d * 8, d * 16, down=False),
-    ]
-    return generator, Discriminator(blocks, d * 16, model.d_pool)
+    return Generator(model.z_dim, 6, [g, g // 2, g // 4, g // 8])
 
 
-NETS.add("resnet32", NetSpec("resnet32", "SN-GAN ResNet for 32 px images", ((3, 32, 32),), build32))
-NETS.add("resnet48", NetSpec("resnet48", "SN-GAN ResNet for 48 px images", ((3, 48, 48),), build48))
+def _discriminator48(model: ModelConfig, widths: list[int]) -> Discriminator:
+    """Down-blocks through `widths` (each halves the side: 48 px -> 3 px after four), then same-side blocks."""
+    blocks = [DisBlock(3, widths[0], down=True, optimized=True)]
+    pairs = zip(widths[:-1], widths[1:], strict=True)
+    blocks += [DisBlock(cin, cout, down=i < 3) for i, (cin, cout) in enumerate(pairs)]
+    return Discriminator(blocks, widths[-1], model.d_pool)
+
+
+def build48(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    d = model.d_channels or 64
+    return _generator48(model), _discriminator48(model, [d, d * 2, d * 4, d * 8])
+
+
+def build48_sngan(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    d = model.d_channels or 64
+    return _generator48(model), _discriminator48(model, [d, d * 2, d * 4, d * 8, d * 16])
+
+
+NETS.add("resnet32", NetSpec("resnet32", "GN-GAN/SN-GAN ResNet for 32 px images", ((3, 32, 32),), build32))
+NETS.add("resnet48", NetSpec("resnet48", "GN-GAN ResNet for 48 px images (D to 512)", ((3, 48, 48),), build48))
+NETS.add(
+    "resnet48-sngan",
+    NetSpec("resnet48-sngan", "SN-GAN paper's STL-10 ResNet (D to 1024)", ((3, 48, 48),), build48_sngan),
+)
