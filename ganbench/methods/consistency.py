@@ -3,51 +3,84 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ganbench.methods.base import Method
 from ganbench.recipe import MethodConfig
 
 
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] onto the uint8 grid {u / 127.5 − 1}, by rounding.
+
+    The GN-GAN code augments through a uint8 PIL image; a real image read from uint8 comes back bit for bit (the
+    inverse is the data pipeline's own u / 127.5 − 1). Values beyond [-1, 1] are clamped, as no uint8 holds them.
+    """
+    return torch.round((x + 1) * 127.5).clamp(0, 255) / 127.5 - 1
+
+
+def shift(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+    """Move sample i's content shift_x[i] pixels right and shift_y[i] down; uncovered pixels get `fill`.
+
+    x is (n, c, h, w); the shifts are integer tensors of shape (n,). Output pixel (r, c) reads input (r − dy, c − dx).
+    One gather on x's device and no host synchronisation, so a CUDA graph can capture it.
+    """
+    n, channels, h, w = x.shape
+    rows = torch.arange(h, device=x.device) - shift_y.view(n, 1)  # (n, h)
+    cols = torch.arange(w, device=x.device) - shift_x.view(n, 1)  # (n, w)
+    inside = ((rows >= 0) & (rows < h)).view(n, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, w)
+    source = rows.clamp(0, h - 1).view(n, h, 1) * w + cols.clamp(0, w - 1).view(n, 1, w)  # (n, h, w) flat index
+    moved = x.flatten(2).gather(2, source.view(n, 1, h * w).expand(n, channels, h * w)).view(n, channels, h, w)
+    return torch.where(inside.view(n, 1, h, w), moved, torch.full_like(moved, fill))
+
+
 def augment(x: torch.Tensor, translate: float, flip: bool) -> torch.Tensor:
-    """Per-sample random horizontal flip (p = 0.5) and integer translation up to translate·side, zero fill."""
+    """The GN-GAN code's CR transform, batched: uint8 grid, horizontal flip (p = ½), translation, black fill.
+
+    That code runs each image through RandomHorizontalFlip then RandomAffine(0, translate=(t, t)), whose shift is
+    round(U(−t·W, t·W)) pixels (round half to even, as torch.round) with black (−1) where nothing moved in. Draws,
+    on x's device: flips = rand(n) < ½ (only when `flip`), then u = rand(n, 2); shift_x from u[:, 0] and W,
+    shift_y from u[:, 1] and H. Anything that is not an image batch (2-D points) is returned unchanged.
+    """
     if x.ndim != 4:
         return x
     n, _, h, w = x.shape
+    x = quantize(x)
     if flip:
         flips = torch.rand(n, device=x.device) < 0.5
         x = torch.where(flips.view(n, 1, 1, 1), x.flip(3), x)
-    pad_y, pad_x = round(translate * h), round(translate * w)
-    if pad_x == 0 and pad_y == 0:
-        return x
-    shift_y = torch.randint(-pad_y, pad_y + 1, (n, 1), device=x.device)
-    shift_x = torch.randint(-pad_x, pad_x + 1, (n, 1), device=x.device)
-    padded = F.pad(x, (pad_x, pad_x, pad_y, pad_y)).permute(0, 2, 3, 1)  # (n, h + 2py, w + 2px, c)
-    rows = torch.arange(h, device=x.device) + pad_y - shift_y  # (n, h): output row i reads padded row i + py − dy
-    cols = torch.arange(w, device=x.device) + pad_x - shift_x
-    batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    return padded[batch, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+    u = torch.rand(n, 2, device=x.device)
+    shift_x = torch.round((2 * u[:, 0] - 1) * (translate * w)).long()
+    shift_y = torch.round((2 * u[:, 1] - 1) * (translate * h)).long()
+    return shift(x, shift_x, shift_y)
 
 
 def consistency_penalty(
-    method: Method, d: nn.Module, real: torch.Tensor, fake: torch.Tensor | None, cfg: MethodConfig
+    method: Method,
+    d: nn.Module,
+    real: torch.Tensor,
+    real_logits: torch.Tensor,
+    fake: torch.Tensor,
+    fake_logits: torch.Tensor,
+    cfg: MethodConfig,
 ) -> torch.Tensor | None:
-    """λ·mean((f̂(T(x)) − f̂(x))²) on reals, plus the same on fakes with bCR; None when λ = 0.
+    """λ·mean((f̂(T(real)) − real_logits)²) [+ the same on fakes with bCR]; None when λ = 0.
 
-    Neither branch is detached, as in the GN-GAN code family (basiclab/Faster-GNGAN-PyTorch,
-    utils/regularization.py: the real branch is the loss's own `pred_real`, graph kept): the squared difference is
-    differentiated through both, pulling them together. That code reuses the loss's real logits; this recomputes
-    them (same value; the trainer's call passes no logits).
+    real_logits and fake_logits are the D step's own logits, graph kept: the GN-GAN code reuses the loss's
+    `pred_real`, so CR costs one more D forward per branch and no more (a recomputation would also run another
+    spectral-norm power iteration). Neither branch is detached, as in that code family (basiclab/Faster-GNGAN-PyTorch,
+    utils/regularization.py): the squared difference is differentiated through both, pulling them together.
+    bCR's fresh draws come after the real ones.
     """
     if cfg.cr_lambda == 0:
         return None
-    term = _squared_difference(method, d, real, cfg)
-    if cfg.bcr and fake is not None:
-        term = term + _squared_difference(method, d, fake.detach(), cfg)
+    term = _squared_difference(method, d, real, real_logits, cfg)
+    if cfg.bcr:
+        term = term + _squared_difference(method, d, fake.detach(), fake_logits, cfg)
     return cfg.cr_lambda * term
 
 
-def _squared_difference(method: Method, d: nn.Module, x: torch.Tensor, cfg: MethodConfig) -> torch.Tensor:
+def _squared_difference(
+    method: Method, d: nn.Module, x: torch.Tensor, logits: torch.Tensor, cfg: MethodConfig
+) -> torch.Tensor:
     augmented = augment(x, cfg.cr_translate, cfg.cr_flip)
-    return (method.logits(d, augmented) - method.logits(d, x)).square().mean()
+    return (method.logits(d, augmented) - logits).square().mean()
