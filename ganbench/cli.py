@@ -336,7 +336,13 @@ def report(
     output: Annotated[
         Path | None, typer.Option(help="Write the report here (plots beside it for markdown and html).")
     ] = None,
-    generator: Annotated[str, typer.Option(help="Report the ema or the raw generator's scores.")] = "ema",
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="Whose scores: selected (each run's eval.select, as its protocol reports), ema or raw; "
+            "runs without EMA report the raw G."
+        ),
+    ] = "selected",
 ) -> None:
     """Render the papers' tables from run directories, with the papers' numbers and the deltas beside ours."""
     from ganbench.report import build_report

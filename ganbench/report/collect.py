@@ -101,7 +101,7 @@ def config_key(config: dict[str, Any], drop: tuple[str, ...] = ("name", "seed"))
     return json.dumps(semantic(config, drop), sort_keys=True, default=str)
 
 
-def read_runs(results: Path, generator: str = "ema") -> tuple[list[RunResult], list[str]]:
+def read_runs(results: Path, generator: str = "selected") -> tuple[list[RunResult], list[str]]:
     """Every readable run below `results`, and a warning line for each run or file that could not be read."""
     warnings: list[str] = []
     if not results.is_dir():
@@ -160,6 +160,8 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
         frame["checkpoint"] = IN_TRAINING
     frame = frame[frame["value"].map(_finite)]
     kinds = set(frame["generator"].astype(str))
+    if generator == "selected":  # the generator the run's recipe selects by (eval.select; EMA before that key)
+        generator = str(result.config.get("eval.select", "ema"))
     result.generator = generator if generator in kinds else ("raw" if "raw" in kinds else sorted(kinds)[0])
     frame = frame[frame["generator"].astype(str) == result.generator]
     checkpoints = frame["checkpoint"].astype(str)

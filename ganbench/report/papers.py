@@ -37,6 +37,7 @@ class PaperProtocol:
     n_fake: int | None
     ref_split: str | None
     description: str
+    generator: str = "ema"  # whose scores the official code selects and reports: raw or ema
 
 
 def parse_printed(text: str) -> tuple[float, float | None]:
@@ -98,6 +99,7 @@ def parse(tree: dict[str, Any]) -> PaperNumbers:
             n_fake=entry.get("n_fake"),
             ref_split=entry.get("ref_split"),
             description=entry["description"],
+            generator=entry.get("generator", "ema"),
         )
         for name, entry in tree.get("protocols", {}).items()
     }

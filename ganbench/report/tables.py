@@ -567,8 +567,8 @@ def paper_table(layout: str, runs: list[RunResult], papers: PaperNumbers, lookup
 
 _PAPER_REFERENCE = ("paper recipe of its row (<dataset>_<arch>_<method>[_cr].toml)", "paper recipe")
 _OURS_NOTE = (
-    "Ours: the best FID over training (the lowest in-training FID, of the EMA generator unless a footnote "
-    "says otherwise, as the papers report), with IS taken at that same evaluation; mean ± sample standard "
+    "Ours: the best FID over training (the lowest in-training FID of the generator the recipe's protocol "
+    "selects, named in each footnote), with IS taken at that same evaluation; mean ± sample standard "
     "deviation over (n=) seeds, a value without n is one run. Δ = ours − paper. Bold: the best value per "
     "column (ours: among cells of one protocol). Letters mark the protocol a value was measured under "
     "(footnotes below); – means not reported."
@@ -576,7 +576,7 @@ _OURS_NOTE = (
 
 
 def _paper_gaps(protocol: Protocol, papers: PaperNumbers) -> list[str]:
-    """Where an evaluation protocol differs from the papers' (n_fake, reference split, EMA generator)."""
+    """Where an evaluation protocol differs from the papers' (n_fake, reference split, reported generator)."""
     gaps: list[str] = []
     reference = papers.protocols.get(protocol.dataset)
     for metric, _, fields in protocol.evaluation:
@@ -589,8 +589,9 @@ def _paper_gaps(protocol: Protocol, papers: PaperNumbers) -> list[str]:
         split = values.get("ref_split")
         if reference.ref_split is not None and split is not None and split != reference.ref_split:
             gaps.append(f"reference split {split} (papers: {reference.ref_split})")
-    if protocol.generator != "ema":
-        gaps.append("raw generator (papers: EMA)")
+    if reference is not None and protocol.generator != reference.generator:
+        words = {"ema": "EMA", "raw": "raw"}
+        gaps.append(f"{words[protocol.generator]} generator (papers: {words[reference.generator]})")
     if protocol.selection_kind != "in-training":
         gaps.append("not the best of the in-training evaluations (papers: best FID over training)")
     return sorted(set(gaps), key=gaps.index)
