@@ -84,13 +84,16 @@ def generate_images(
     batch. With "batch" (train mode, the official code's way) it does: every batch is full, `batch_size` codes (the
     official code samples in batches of the G batch size and drops what is past `n`), and G's buffers are restored
     afterwards. Images come out as uint8 (`quantize`) or as float in [0, 1]; 2-D points as they are. All latent codes
-    are drawn up front on the host (so the first `n` codes depend neither on `batch_size` nor on the device) and
+    are drawn up front on the host (so the `n` codes depend neither on `batch_size`, `bn_mode` nor the device) and
     moved over at once. On CUDA the next batch is generated on a side stream while the caller works on the current
     one (Inception features): generation and extraction overlap.
     """
     device = torch.device(device)
-    padded = -(-n // batch_size) * batch_size if bn_mode == "batch" else n
-    z_all = torch.randn(padded, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    codes = torch.Generator().manual_seed(seed)
+    z_all = torch.randn(n, z_dim, generator=codes)
+    if bn_mode == "batch" and n % batch_size:  # codes that only fill the last batch, drawn after the n kept ones
+        z_all = torch.cat([z_all, torch.randn(batch_size - n % batch_size, z_dim, generator=codes)])
+    z_all = z_all.to(device)
 
     def make(z: torch.Tensor, keep: int) -> torch.Tensor:
         out = generator(z)[:keep]
