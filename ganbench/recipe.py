@@ -285,6 +285,11 @@ def validate(recipe: Recipe) -> None:
             f"loss.name: method lgan uses the LGAN loss family; set loss.name to one of "
             f"{', '.join(n for n in losses.LOSSES.names() if n.startswith('lgan-'))}"
         )
+    if recipe.loss.lgan_psi_max and not recipe.loss.name.startswith("lgan-"):
+        raise RecipeError(
+            f"loss.lgan_psi_max: applies to the LGAN losses only, not {recipe.loss.name!r}; set it to false or "
+            "pick an lgan-* loss.name"
+        )
     if recipe.train.ema_start > recipe.train.steps:
         raise RecipeError(
             f"train.ema_start: {recipe.train.ema_start} is after the last step {recipe.train.steps}; "

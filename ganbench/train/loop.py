@@ -261,7 +261,7 @@ class Trainer:
         self.method = methods.build_method(recipe.method)
         self.G = generator.to(device)
         self.D = self.method.prepare(discriminator).to(device)
-        self.loss = losses.LOSSES.get(recipe.loss.name)
+        self.loss = losses.build_loss(recipe.loss)
         betas, fused = (t.beta1, t.beta2), cuda and t.fused_adam
         self.opt_g = make_adam(self.G.parameters(), t.lr_g, betas, device, fused)
         self.opt_d = make_adam(self.D.parameters(), t.lr_d, betas, device, fused)
