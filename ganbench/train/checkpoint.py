@@ -20,22 +20,35 @@ from ganbench.store import RunDir, atomic_write
 
 
 def rng_state() -> dict[str, Any]:
+    """Every generator's state. The torch and CUDA states are kept as numpy uint8 arrays: `torch.load`'s
+    map_location moves tensors (onto the GPU when resuming there) but leaves arrays on the host, where the setters
+    need them."""
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
+        "torch": torch.get_rng_state().numpy(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [device_state.numpy() for device_state in torch.cuda.get_rng_state_all()]
     return state
+
+
+def _host_bytes(saved: Any) -> torch.Tensor:
+    """A saved generator state as the CPU ByteTensor torch's setters take: from an array, or from a tensor that an
+    older checkpoint holds (which map_location may have moved to the GPU)."""
+    if isinstance(saved, torch.Tensor):
+        return saved.detach().to("cpu", torch.uint8)
+    return torch.from_numpy(np.array(saved, dtype=np.uint8))
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(_host_bytes(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # one state per GPU of the saving machine; a machine with fewer GPUs takes the first ones
+        for index, saved in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(_host_bytes(saved), index)
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ checkpoint) advances with every replay.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -70,41 +71,111 @@ def load_portable_state(optimizer: torch.optim.Optimizer, state: dict[str, Any])
                 entry["step"] = step.to(param.device) if on_device else step.cpu()
 
 
+class CaptureFallbackWarning(RuntimeWarning):
+    """The step could not be captured as a CUDA graph; training goes on, on the eager path."""
+
+
+def capture_cuda_graph(body: Callable[[], None], stream: torch.cuda.Stream | None) -> Callable[[], None]:
+    """Record `body` as a CUDA graph on `stream` (recorded, not executed) and return the graph's replay."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        body()
+    return graph.replay
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0].strip()}" if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class StepRunner:
     """Runs the step body: eagerly, or as a CUDA graph captured after WARMUP_STEPS eager steps on a side stream.
 
     The warm-up steps are real training steps (the same body). Capture records without executing, so the step
-    during which the graph is captured is then run by its first replay.
+    during which the graph is captured is then run by its first replay. When capture raises (an op that cannot be
+    captured, an allocator limit), the runner warns once (CaptureFallbackWarning), puts the generator state back as it
+    was before the capture, runs that step eagerly and stays eager: the same numbers, one launch at a time.
+
+    `path` says which path the steps take: "eager", "cuda-graph", or "eager (capture failed: <error>)"; it reads
+    "eager" until the graph exists. `capture` (body, side stream) -> replay and `force_graph` (take the graph path
+    off CUDA too, the warm-up then on the current thread without a side stream) let the tests drive the capture logic
+    on the CPU.
     """
 
-    def __init__(self, body: Callable[[], None], device: torch.device, graph: bool) -> None:
+    def __init__(
+        self,
+        body: Callable[[], None],
+        device: torch.device,
+        graph: bool,
+        *,
+        capture: Callable[[Callable[[], None], torch.cuda.Stream | None], Callable[[], None]] = capture_cuda_graph,
+        force_graph: bool = False,
+    ) -> None:
         self.body = body
-        self.use_graph = graph and device.type == "cuda"
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.use_graph = graph and (self.cuda or force_graph)
+        self.capture = capture
+        self.replay: Callable[[], None] | None = None
         self.warmed = 0
+        self.path = "eager"
         self._side: torch.cuda.Stream | None = None
 
     @property
     def captured(self) -> bool:
-        return self.graph is not None
+        return self.replay is not None
 
     def __call__(self) -> None:
+        if self.replay is not None:
+            self.replay()
+            return
         if not self.use_graph:
             self.body()
             return
-        if self.graph is None:
-            if self._side is None:
-                self._side = torch.cuda.Stream()
-            self._side.wait_stream(torch.cuda.current_stream())
-            if self.warmed < WARMUP_STEPS:
-                with torch.cuda.stream(self._side):
-                    self.body()
-                torch.cuda.current_stream().wait_stream(self._side)
-                self.warmed += 1
-                return
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self._side):
-                self.body()
-            torch.cuda.current_stream().wait_stream(self._side)
-            self.graph = graph
-        self.graph.replay()
+        if self.cuda and self._side is None:
+            self._side = torch.cuda.Stream(self.device)
+        if self.warmed < WARMUP_STEPS:
+            self._on_side(self.body)
+            self.warmed += 1
+            return
+        rng = self._rng_state()
+        try:
+            self.replay = self._on_side(lambda: self.capture(self.body, self._side))
+        except Exception as err:  # whatever stops the capture, the run goes on without the graph
+            self._fall_back(err, rng)
+            return
+        self.path = "cuda-graph"
+        self.replay()  # the captured step, so far only recorded
+
+    def _on_side(self, work: Callable[[], Any]) -> Any:
+        """Run `work` on the side stream (warm-up and capture must not run on the default stream), then join."""
+        if self._side is None:
+            return work()
+        self._side.wait_stream(torch.cuda.current_stream(self.device))
+        try:
+            with torch.cuda.stream(self._side):
+                return work()
+        finally:
+            torch.cuda.current_stream(self.device).wait_stream(self._side)
+
+    def _rng_state(self) -> torch.Tensor:
+        return torch.cuda.get_rng_state(self.device) if self.cuda else torch.get_rng_state()
+
+    def _fall_back(self, err: Exception, rng: torch.Tensor) -> None:
+        self.use_graph = False
+        self.path = f"eager (capture failed: {_one_line(err)})"
+        warnings.warn(
+            f"the training step could not be captured as a CUDA graph ({_one_line(err)}); continuing on the eager "
+            "path (set train.cuda_graph=false to skip the attempt)",
+            CaptureFallbackWarning,
+            stacklevel=3,
+        )
+        # A capture reserves the random numbers its replays would draw: give them back, so that the eager step
+        # draws what the first replay would have.
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.set_rng_state(rng, self.device)
+        else:
+            torch.set_rng_state(rng)
+        self.body()  # the step whose capture failed is still to be run
