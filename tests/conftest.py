@@ -25,6 +25,7 @@ d_channels = 16
 name = "gn"
 
 [train]
+device = "cpu"  # the CPU path on every machine: a GPU would take the graph path
 steps = 30
 batch_size_d = 32
 batch_size_g = 32
