@@ -39,6 +39,8 @@ STATES = ("missing", "interrupted", "finished", "diverged", "failed", "conflict"
 TO_RUN = ("missing", "interrupted", "failed")  # a diverged run would diverge again; a conflict needs the user
 METHOD_ALIASES = {"wgangp": "wgan-gp"}  # recipe file names spell methods without dashes
 RECIPE_TAGS = {"wgan-gp": "wgangp"}
+# The LGAN code's default objective (sGAN_type "exp", ZhimingZhou/LGANs-for-reproduce code/sobolev_cifar10.py), as
+# in the recipes/*_lgan.toml paper recipes; G's loss follows loss.lgan_psi_max, false by default as in that code.
 LGAN_DEFAULT_LOSS = "lgan-exp"
 _PAPER_STEM = re.compile(r"^(?P<prefix>.+?)_(?P<method>[a-z0-9]+)(?P<cr>_b?cr)?$")
 
