@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ganbench import data
 from ganbench.errors import MetricError
+from ganbench.metrics import inception
 from ganbench.metrics.inception import Extractor, build_extractor
 from ganbench.metrics.refstats import (
     RefStats,
     load_npz,
-    reference_split,
     reference_statistics,
     save_npz,
 )
@@ -85,6 +87,86 @@ def test_the_key_changes_with_split_size_and_weights(tmp_path: Path, extractor: 
     assert other_size.size == 16
 
 
+class ChannelMeans(Extractor):
+    """Features anyone can recompute: each image's mean red, green and blue value (in [0, 1]) and its mean square."""
+
+    name = "channel-means"
+    backend = "test"
+    resize = "none"
+
+    def __init__(self) -> None:
+        super().__init__("channel-means", "c" * 64, frozenset({"fid", "kid", "pr"}), torch.device("cpu"))
+        self.images = 0
+
+    def _forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.images += len(images)
+        x = images.double() / 255.0
+        return {"pool": torch.cat([x.mean(dim=(2, 3)), (x**2).mean(dim=(1, 2, 3))[:, None]], dim=1)}
+
+
+def channel_means_by_numpy(pixels: list[np.ndarray]) -> np.ndarray:
+    """The same features from (H, W, 3) uint8 arrays, in numpy."""
+    x = np.stack(pixels).astype(np.float64) / 255.0
+    return np.concatenate([x.mean(axis=(1, 2)), (x**2).mean(axis=(1, 2, 3))[:, None]], axis=1)
+
+
+@pytest.fixture
+def channel_means(monkeypatch: pytest.MonkeyPatch) -> ChannelMeans:
+    monkeypatch.setattr(inception, "POOL_DIM", 4)
+    return ChannelMeans()
+
+
+def write_folder(root: Path, pixels: list[np.ndarray]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(root / f"{i:02d}.png")
+
+
+def test_one_changed_pixel_gives_another_key_and_other_statistics(tmp_path: Path, channel_means: ChannelMeans) -> None:
+    pixels = [np.random.default_rng(i).integers(0, 255, (6, 6, 3), dtype=np.uint8) for i in range(5)]
+    write_folder(tmp_path / "a", pixels)
+    first = reference_statistics(DataConfig(name="folder", root=str(tmp_path / "a"), size=6), channel_means)
+    features = channel_means_by_numpy(pixels)
+    # features are float32, as the network's are: agreement to float32 round-off
+    np.testing.assert_allclose(first.mu, features.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(first.sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=1e-9)
+    assert channel_means.images == 5
+
+    # The same images in another folder: the key is the content's, so the cache answers.
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    copy = reference_statistics(DataConfig(name="folder", root=str(tmp_path / "copy"), size=6), channel_means)
+    assert copy.key == first.key and copy.path == first.path and channel_means.images == 5
+    np.testing.assert_array_equal(copy.mu, first.mu)
+
+    # One pixel of one image one level brighter: a new key, a new entry, the new images' statistics.
+    pixels[3][2, 4, 1] += 1
+    write_folder(tmp_path / "copy", pixels)
+    changed = reference_statistics(DataConfig(name="folder", root=str(tmp_path / "copy"), size=6), channel_means)
+    assert changed.key != first.key and changed.dataset_hash != first.dataset_hash
+    assert channel_means.images == 10
+    np.testing.assert_allclose(changed.mu, channel_means_by_numpy(pixels).mean(axis=0), rtol=1e-6)
+    # green: one level (1/255) more in one of 36 pixels of one of 5 images
+    assert changed.mu[1] - first.mu[1] == pytest.approx(1 / 255 / 36 / 5, abs=1e-7)
+    np.testing.assert_allclose(changed.mu[[0, 2]], first.mu[[0, 2]], rtol=1e-6)
+    assert len(list((cache_dir() / "stats").glob("*.npz"))) == 2
+
+
+def test_the_split_is_in_the_key_even_for_identical_images(tmp_path: Path, channel_means: ChannelMeans) -> None:
+    """STL-10's train and test files holding the same bytes: one content hash, two splits, two cache entries."""
+    images = np.random.default_rng(0).integers(0, 256, (3, 3, 96, 96), dtype=np.uint8)
+    for split in ("train", "test"):
+        write_stl10_split(tmp_path / "stl10_binary", split, images)
+    cfg = DataConfig(name="stl10", root=str(tmp_path), split="train", size=8)
+    train = reference_statistics(cfg, channel_means, split="train")
+    test = reference_statistics(cfg, channel_means, split="test")
+    assert train.dataset_hash == test.dataset_hash
+    assert (train.split, test.split) == ("train", "test")
+    assert train.key != test.key and train.path != test.path
+    assert channel_means.images == 6  # computed once per split
+    np.testing.assert_array_equal(train.mu, test.mu)  # the same images give the same numbers
+    assert reference_statistics(cfg, channel_means, split="test").key == test.key and channel_means.images == 6
+
+
 def test_a_damaged_cache_entry_is_recomputed(extractor: Counting) -> None:
     first = reference_statistics(SHAPES, extractor, split="train")  # type: ignore[arg-type]
     Path(first.path).write_bytes(b"truncated")
@@ -99,11 +181,36 @@ def test_points_have_no_inception_statistics(extractor: Counting) -> None:
         reference_statistics(DataConfig(name="ring8", num_samples=100), extractor)  # type: ignore[arg-type]
 
 
-def test_paper_reference_splits() -> None:
-    assert reference_split("cifar10") == "train" and reference_split("cifar10-jpeg") == "train"
-    assert reference_split("stl10") == "unlabeled" and reference_split("folder") == "all"
-    assert reference_split("cifar10", "test") == "test"
-    assert reference_split("shapes") == "train"
+def write_stl10_split(folder: Path, split: str, images: np.ndarray) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{split}_X.bin").write_bytes(images.transpose(0, 1, 3, 2).tobytes())  # column-major, as STL-10
+    if split != "unlabeled":
+        (folder / f"{split}_y.bin").write_bytes(bytes([1] * len(images)))
+
+
+def test_the_papers_reference_split_is_used_whatever_split_training_reads(
+    tmp_path: Path, channel_means: ChannelMeans
+) -> None:
+    """STL-10 trains on `train` here, yet the reference is the unlabeled split (the papers' choice) unless asked."""
+    folder = tmp_path / "stl10_binary"
+    rng = np.random.default_rng(1)
+    train_images = rng.integers(0, 100, (3, 3, 96, 96), dtype=np.uint8)
+    unlabeled_images = rng.integers(150, 256, (4, 3, 96, 96), dtype=np.uint8)
+    write_stl10_split(folder, "train", train_images)
+    write_stl10_split(folder, "unlabeled", unlabeled_images)
+    cfg = DataConfig(name="stl10", root=str(tmp_path), split="train", size=96)
+    default = reference_statistics(cfg, channel_means)
+    assert (default.split, default.n) == ("unlabeled", 4)
+    unlabeled = channel_means_by_numpy(list(unlabeled_images.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(default.mu, unlabeled.mean(axis=0), rtol=1e-6)
+    asked = reference_statistics(cfg, channel_means, split="train")
+    assert (asked.split, asked.n) == ("train", 3)
+    train = channel_means_by_numpy(list(train_images.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(asked.mu, train.mean(axis=0), rtol=1e-6)
+    # A set the papers do not use: its train split.
+    shapes = reference_statistics(DataConfig(name="shapes", split="test", num_samples=4, size=8), channel_means)
+    assert shapes.split == "train"
+    assert shapes.dataset_hash == data.load_dataset(DataConfig(name="shapes", num_samples=4, size=8)).content_hash
 
 
 def _stats(features: bool = True) -> RefStats:

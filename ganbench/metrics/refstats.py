@@ -30,7 +30,7 @@ from ganbench.recipe import DataConfig
 from ganbench.store import atomic_write, cache_dir
 
 CACHE_VERSION = 1  # bump when what a cache entry means changes
-# Which split the papers compare against (DESIGN §5); STL-10's 48 px is the data loader's own default size.
+# Which split the papers compare against; STL-10's 48 px is the data loader's own default size.
 PAPER_SPLITS = {"cifar10": "train", "cifar100": "train", "cifar10-jpeg": "train", "stl10": "unlabeled", "folder": "all"}
 _META_KEYS = ("dataset", "split", "size", "dataset_hash", "source", "key", "extractor", "weights_hash", "resize")
 
