@@ -6,16 +6,20 @@ RUN_DIR/history.parquet    one row per logged training step
 RUN_DIR/metrics.parquet    one row per (checkpoint, generator, metric) evaluation
 RUN_DIR/checkpoints/       last.pt, best.pt, step-<N>.pt
 RUN_DIR/samples/           step-<N>.png fixed-z grids
+RUN_DIR/.lock              held (flock) by the one process writing the run: training or evaluation
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +96,37 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.root)!r})"
+
+    lock_path = property(lambda self: self.root / ".lock")
+
+    @contextlib.contextmanager
+    def lock(self, purpose: str) -> Iterator[None]:
+        """Hold the run directory's writer lock while the block runs; RunDirError naming the holder if another
+        process has it.
+
+        An advisory `flock` on RUN_DIR/.lock: the kernel drops it when its holder dies, so a crashed or killed writer
+        never leaves a stale lock behind; the pid, host and purpose written into the file only name the holder.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+                raise RunDirError(
+                    f"{self.root}: in use by {holder}; wait for it to finish or stop it, or give another --run-dir"
+                ) from None
+            os.ftruncate(fd, 0)
+            since = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} ({purpose}, since {since})\n".encode())
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def exists(self) -> bool:
         """Whether this is a run directory (it has a run.json), not merely a folder."""

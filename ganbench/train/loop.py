@@ -7,6 +7,8 @@ penalty; consistency regularization is one more term built on the same method.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import platform
 import random
@@ -28,8 +30,8 @@ from ganbench import __version__, data, losses, methods, nets
 from ganbench.errors import Diverged, RecipeError, RunDirError
 from ganbench.methods.consistency import consistency_penalty
 from ganbench.progress import NullProgress, Progress
-from ganbench.recipe import Recipe
-from ganbench.store import RunDir
+from ganbench.recipe import NON_SEMANTIC_KEYS, Recipe
+from ganbench.store import RunDir, write_parquet
 from ganbench.train import checkpoint
 from ganbench.train.ema import make_ema, update_ema
 from ganbench.train.fast import StepRunner, load_portable_state, make_adam, portable_state, set_lr
@@ -37,6 +39,7 @@ from ganbench.train.samples import generate, save_samples
 from ganbench.train.schedule import lr_factor
 
 HISTORY_FLUSH_SECONDS = 30.0
+IN_TRAINING = "in-training"  # the `checkpoint` of metric rows written by the training loop
 NUM_FIXED_Z = {"image": 64, "points": 2000}  # an 8x8 grid; a scatter plot
 
 
@@ -191,6 +194,39 @@ def environment() -> dict[str, Any]:
     return info
 
 
+def training_hash(recipe: Recipe) -> str:
+    """A hash of what training computes: the recipe hash without the [eval] table (evaluation settings may change
+    between a run and its resumption; the metric rows carry their own protocol)."""
+    tree = recipe.to_dict()
+    tree.pop("eval")
+    for section, key in NON_SEMANTIC_KEYS:
+        if section in tree:
+            tree[section].pop(key, None)
+    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def recipe_changes(old: Recipe, new: Recipe) -> list[str]:
+    """`key: old -> new` for every semantic key that differs between two recipes."""
+    flat_old, flat_new = _flatten(old.to_dict()), _flatten(new.to_dict())
+    skip = {f"{section}.{key}" for section, key in NON_SEMANTIC_KEYS}
+    return [
+        f"{key}: {flat_old.get(key)!r} -> {flat_new.get(key)!r}"
+        for key in sorted(set(flat_old) | set(flat_new))
+        if key not in skip and flat_old.get(key) != flat_new.get(key)
+    ]
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def selection_score(rows: list[dict[str, Any]], generator_kind: str) -> tuple[float, str] | None:
     """Lower is better: FID for images, else minus (modes covered, % high quality) for 2-D sets."""
     values = {row["metric"]: row["value"] for row in rows if row["generator"] == generator_kind}
@@ -219,19 +255,41 @@ class Trainer:
     # set-up
 
     def _check_run_dir(self) -> dict[str, Any] | None:
-        """The existing run.json when resuming; refuses a directory whose recipe differs."""
+        """The existing run.json when resuming; refuses a directory whose training recipe differs.
+
+        Only keys that change what training computes may block a resume (training_hash: the recipe without its
+        [eval] table and the keys that choose files, devices or speed switches); a changed [eval] table is taken
+        over by the resumed run and recorded in run.json.
+        """
         run = self.run_dir
+        if run.root.exists() and not run.root.is_dir():
+            raise RunDirError(f"{run.root}: is a file, not a folder; give another --run-dir")
         if run.exists():
             info = run.read_run()
-            if info.get("recipe_hash") != self.recipe.hash():
+            if info.get("status") == "finished" and info.get("recipe_hash") == self.recipe.hash():
+                return info
+            theirs = info.get("training_hash")
+            ours = training_hash(self.recipe) if theirs is not None else self.recipe.hash()
+            if (theirs if theirs is not None else info.get("recipe_hash")) != ours:
                 raise RunDirError(
                     f"{run.root}: holds a run of a different recipe (hash {info.get('recipe_hash')}, this recipe "
                     f"{self.recipe.hash()}); give another --run-dir, or diff {run.recipe_path} against your recipe"
                 )
             return info
-        if run.root.exists() and any(run.root.iterdir()):
+        if run.root.exists() and any(path != run.lock_path for path in run.root.iterdir()):
             raise RunDirError(f"{run.root}: exists, is not empty and is not a run directory; give another --run-dir")
         return None
+
+    def _check_dataset(self, info: dict[str, Any]) -> None:
+        """A resumed run must see the data it started with: the same content hash, wherever data.root points."""
+        saved = info.get("dataset") or {}
+        theirs, ours = saved.get("content_hash"), self.dataset.content_hash
+        if theirs is not None and theirs != ours:
+            raise RunDirError(
+                f"{self.run_dir.root}: was trained on {saved.get('name')} {saved.get('split')} with content hash "
+                f"{theirs} ({saved.get('source')}), but data.root {self.recipe.data.root!r} now gives hash {ours} "
+                f"({self.dataset.source}); point data.root at the original data or start a new --run-dir"
+            )
 
     def _build(self) -> None:
         recipe, device = self.recipe, self.device
@@ -275,30 +333,35 @@ class Trainer:
         self.totals = {name: torch.zeros((), device=device) for name in names}
         self.runner = StepRunner(self._step, device, t.cuda_graph)
         self.state = TrainState()
+        self.log_window_steps = 0  # G steps summed in self.totals since the last log line
 
     def _restore(self) -> None:
+        """Load the newest valid checkpoint (none: start from step 0) and make history and metrics hold exactly
+        the rows up to its step: rows written after it are recomputed by this run, never duplicated."""
         saved = checkpoint.newest_valid(self.run_dir, map_location=self.device)
-        if saved is None:
-            return
-        self.G.load_state_dict(saved["G"])
-        self.D.load_state_dict(saved["D"])
-        if self.G_ema is not None:
-            self.G_ema.load_state_dict(saved["G_ema"])
-        load_portable_state(self.opt_g, saved["opt_G"])
-        load_portable_state(self.opt_d, saved["opt_D"])
-        self.stream.load_state_dict(saved["data"])
-        checkpoint.set_rng_state(saved["rng"])
-        self.state = TrainState(step=saved["step"], wall_time=saved["wall_time"], best=saved.get("best", {}))
-        # Rows logged after the checkpoint are recomputed by this run: replace them, never duplicate them.
+        if saved is not None:
+            self.G.load_state_dict(saved["G"])
+            self.D.load_state_dict(saved["D"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(saved["G_ema"])
+            load_portable_state(self.opt_g, saved["opt_G"])
+            load_portable_state(self.opt_d, saved["opt_D"])
+            self.stream.load_state_dict(saved["data"])
+            checkpoint.set_rng_state(saved["rng"])
+            self.state = TrainState(step=saved["step"], wall_time=saved["wall_time"], best=saved.get("best", {}))
+            window = saved.get("log_window")
+            if window is not None:  # the losses summed since the last log line, so that line comes out exact
+                self.log_window_steps = int(window["steps"])
+                for name, total in self.totals.items():
+                    total.copy_(window["totals"][name])
+        step = self.state.step
         history = self.run_dir.read_history()
-        if not history.empty:
-            self.run_dir.write_history(history[history["step"] <= self.state.step])
+        if not history.empty and (history["step"] > step).any():
+            self.run_dir.write_history(history[history["step"] <= step])
         metrics = self.run_dir.read_metrics()
         if not metrics.empty and "checkpoint" in metrics:
-            keep = ~((metrics["checkpoint"] == "in-training") & (metrics["step"] > self.state.step))
+            keep = ~((metrics["checkpoint"] == IN_TRAINING) & (metrics["step"] > step))
             if not keep.all():
-                from ganbench.store import write_parquet
-
                 write_parquet(self.run_dir.metrics_path, metrics[keep])
 
     def _state_dict(self) -> dict[str, Any]:
@@ -315,6 +378,10 @@ class Trainer:
             "opt_D": portable_state(self.opt_d, lr_d),
             "data": self.stream.state_dict(),
             "rng": checkpoint.rng_state(),
+            "log_window": {
+                "steps": self.log_window_steps,
+                "totals": {name: total.detach().clone() for name, total in self.totals.items()},
+            },
         }
 
     # one step
@@ -423,22 +490,32 @@ class Trainer:
     # the loop
 
     def run(self) -> dict[str, Any]:
-        """Train to `train.steps`, resuming if the run directory has a checkpoint; returns the final run.json."""
-        existing = self._check_run_dir()
+        """Train to `train.steps`, resuming if the run directory has a checkpoint; returns the final run.json.
+
+        One writer per run directory: the run holds its lock (RunDir.lock) from before its first write to the end.
+        """
+        existing = self._check_run_dir()  # a mismatched recipe is refused before the data is loaded
         if existing is not None and existing.get("status") == "finished":
             return existing
         self._build()  # loads the data: a missing dataset fails here, before the run directory is made
         evaluator = None
         if self.recipe.eval.every > 0 and self.evaluator_factory is not None:
             evaluator = self.evaluator_factory(self.recipe, self.run_dir, self.device)
+        with self.run_dir.lock("ganbench train"):
+            existing = self._check_run_dir()  # again, now that no other writer can change it
+            if existing is not None and existing.get("status") == "finished":
+                return existing
+            return self._run_locked(existing, evaluator)
+
+    def _run_locked(self, existing: dict[str, Any] | None, evaluator: Any) -> dict[str, Any]:
         run = self.run_dir
         if existing is None:
-            run.root.mkdir(parents=True, exist_ok=True)
             run.write_recipe(self.recipe)
             run.write_run(
                 {
                     "name": self.recipe.name,
                     "recipe_hash": self.recipe.hash(),
+                    "training_hash": training_hash(self.recipe),
                     "status": "running",
                     "step": 0,
                     "steps": self.recipe.train.steps,
@@ -454,21 +531,37 @@ class Trainer:
                 }
             )
         else:
+            self._check_dataset(existing)
+            changed = recipe_changes(run.read_recipe(), self.recipe) if run.recipe_path.is_file() else []
             self._restore()
-            run.update_run(status="running", environment=environment(), device=str(self.device))
+            if changed:  # evaluation settings taken over by the resumed run
+                run.write_recipe(self.recipe)
+            run.update_run(
+                status="running",
+                environment=environment(),
+                device=str(self.device),
+                recipe_hash=self.recipe.hash(),
+                training_hash=training_hash(self.recipe),
+                **({"resumed_with_changes": existing.get("resumed_with_changes", []) + changed} if changed else {}),
+            )
         try:
             with self._stop_at_step_end():
                 self._loop(evaluator)
         except KeyboardInterrupt:
-            run.update_run(status="interrupted", step=self.state.step)
+            self._record_end(status="interrupted")
             raise
-        except Diverged:
-            run.update_run(status="diverged", step=self.state.step)
+        except Diverged as err:
+            self._record_end(status="diverged", error=str(err))
             raise
-        except BaseException:
-            run.update_run(status="failed", step=self.state.step)
+        except BaseException as err:
+            self._record_end(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0][:500])
             raise
-        return run.update_run(status="finished", step=self.state.step, best=self.state.best)
+        return run.update_run(status="finished", step=self.state.step, best=self.state.best, error=None)
+
+    def _record_end(self, **fields: Any) -> None:
+        """Write how the run ended; if even that fails (a full disk), the original error is the one raised."""
+        with contextlib.suppress(Exception):
+            self.run_dir.update_run(step=self.state.step, **fields)
 
     @contextlib.contextmanager
     def _stop_at_step_end(self) -> Iterator[None]:
@@ -522,11 +615,12 @@ class Trainer:
             self.runner()
             self.state.step += 1
             step = self.state.step
-            log.steps += 1
+            self.log_window_steps += 1
+            log.steps += 1  # the log clock's count (it restarts after evaluations); the window's is checkpointed
             self.progress.advance(1)
 
             if step % t.log_every == 0 or step == t.steps:
-                g_steps = log.steps
+                g_steps = self.log_window_steps
                 means = {
                     name: total / (g_steps if name == "loss_g" else g_steps * t.n_dis)
                     for name, total in self.totals.items()
@@ -535,6 +629,7 @@ class Trainer:
                 log.push(step, {**means, **self._gradient_log()}, lrs, t.batch_size_d * t.n_dis)
                 for total in self.totals.values():
                     total.zero_()
+                self.log_window_steps = 0
                 drain(wait=False)
                 if time.monotonic() - last_flush > HISTORY_FLUSH_SECONDS:
                     run.write_history(pd.DataFrame(rows))
