@@ -8,12 +8,16 @@
 processes, pinned memory) of the images, separate D and G steps, the gradient normalisations by autograd double
 backprop, torch.optim.Adam with its defaults, a per-parameter EMA loop, LambdaLR for the decay, and the loss read
 back with .item() every D step for the progress bar. It uses ganbench's networks and losses (the same backbone).
+Consistency regularization (*_cr recipes) is written out here too, batched on the device (the official code's
+per-image PIL loop on the host would make the reference slower than any fair plain version).
 (b) ganbench's step is `Trainer.run` itself, with its logging; each timed repeat is one log interval, whose time the
 loop measures with CUDA events.
 
 Speed does not depend on pixel values, so by default both read the same random uint8 images of the recipe's shape
 (`--data noise`); `--data recipe` loads the recipe's own dataset (set data.root with --set). Each prints G-steps/s
 for (a) and (b), the median over the repeats after one warm-up repeat, their ratio and the peak GPU memory.
+Both sides run with the recipe's TF32 (train.tf32) and cuDNN autotuning (train.cudnn_benchmark) settings, set
+explicitly before each, so neither inherits what the other left behind.
 """
 
 from __future__ import annotations
@@ -79,6 +83,37 @@ def reference_logits(method: recipes.MethodConfig, d: nn.Module, x: torch.Tensor
     raise SystemExit(f"the reference step has no {method.name}")
 
 
+def cr_draws(n: int, method: recipes.MethodConfig, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """CR's random draws for n images, in the contract's order: the flip flags (if cr_flip), then u ~ U[0, 1)^(n, 2)."""
+    flips = torch.rand(n, device=device) < 0.5 if method.cr_flip else None
+    return flips, torch.rand(n, 2, device=device)
+
+
+def cr_transform(x: torch.Tensor, flips: torch.Tensor | None, u: torch.Tensor, translate: float) -> torch.Tensor:
+    """T(x) of consistency regularization: onto the uint8 grid, flipped where `flips`, the content moved
+    round((2u − 1)·translate·side) pixels right (u[:, 0]) and down (u[:, 1]), uncovered pixels black (−1)."""
+    n, _, h, w = x.shape
+    x = torch.round((x + 1) / 2 * 255) / 255 * 2 - 1
+    if flips is not None:
+        x = torch.where(flips.view(n, 1, 1, 1), x.flip(3), x)
+    shift_x = torch.round((2 * u[:, 0] - 1) * translate * w).long()
+    shift_y = torch.round((2 * u[:, 1] - 1) * translate * h).long()
+    rows = torch.arange(h, device=x.device).view(1, h) - shift_y.view(n, 1)  # the source row of each output row
+    cols = torch.arange(w, device=x.device).view(1, w) - shift_x.view(n, 1)
+    inside = ((rows >= 0) & (rows < h)).view(n, 1, h, 1) & ((cols >= 0) & (cols < w)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    pixels = x.permute(0, 2, 3, 1)[batch, rows.clamp(0, h - 1).view(n, h, 1), cols.clamp(0, w - 1).view(n, 1, w)]
+    return torch.where(inside, pixels.permute(0, 3, 1, 2), torch.full_like(x, -1.0))
+
+
+def set_backends(tf32: bool, cudnn_benchmark: bool) -> dict[str, bool]:
+    """TF32 (matmul and cuDNN) and cuDNN autotuning, set explicitly: the settings one side leaves are global."""
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    return {"tf32": tf32, "cudnn_benchmark": cudnn_benchmark}
+
+
 class ReferenceTrainer:
     def __init__(self, recipe: recipes.Recipe, device: torch.device, workers: int) -> None:
         self.recipe, self.device = recipe, device
@@ -111,6 +146,13 @@ class ReferenceTrainer:
         self.loss = losses.LOSSES.get(recipe.loss.name)
         self.loss_sum = 0.0
 
+    def consistency(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """mean((D̂(T(x)) − D̂(x))²), D̂(x) being the logits of the loss itself (graph kept)."""
+        method = self.recipe.method
+        flips, u = cr_draws(len(x), method, self.device)
+        augmented = cr_transform(x.detach(), flips, u, method.cr_translate)
+        return (reference_logits(method, self.D, augmented) - logits).square().mean()
+
     def _forever(self) -> Any:
         while True:
             yield from self.loader
@@ -124,8 +166,14 @@ class ReferenceTrainer:
             with torch.no_grad():
                 x_fake = self.G(z).detach()
             pred = reference_logits(method, self.D, torch.cat([x_real, x_fake]))
-            loss_real, loss_fake = self.loss.d_loss(pred[: len(x_real)], pred[len(x_real) :])
+            pred_real, pred_fake = pred[: len(x_real)], pred[len(x_real) :]
+            loss_real, loss_fake = self.loss.d_loss(pred_real, pred_fake)
             loss = loss_real + loss_fake
+            if method.cr_lambda > 0:
+                term = self.consistency(x_real, pred_real)
+                if method.bcr:
+                    term = term + self.consistency(x_fake, pred_fake)
+                loss = loss + method.cr_lambda * term
             self.opt_d.zero_grad()
             loss.backward()
             self.opt_d.step()
@@ -154,6 +202,7 @@ def _sync(device: torch.device) -> None:
 
 
 def time_reference(recipe: recipes.Recipe, device: torch.device, steps: int, repeats: int, workers: int) -> list[float]:
+    set_backends(recipe.train.tf32, recipe.train.cudnn_benchmark)
     trainer = ReferenceTrainer(recipe, device, workers)
     rates = []
     for repeat in range(repeats + 1):  # the first repeat warms up (cuDNN, allocator, workers)
@@ -170,7 +219,8 @@ def time_reference(recipe: recipes.Recipe, device: torch.device, steps: int, rep
 # (b) ganbench's step ---------------------------------------------------------------------------------------------
 
 
-def time_ganbench(recipe: recipes.Recipe, device: torch.device, steps: int, repeats: int) -> list[float]:
+def time_ganbench(recipe: recipes.Recipe, device: torch.device, steps: int, repeats: int) -> tuple[list[float], str]:
+    """G-steps/s of each timed repeat (one log interval each), and the step path the trainer took."""
     overrides = {
         "train": {
             "steps": steps * (repeats + 1),
@@ -186,10 +236,13 @@ def time_ganbench(recipe: recipes.Recipe, device: torch.device, steps: int, repe
     for section, values in overrides.items():
         tree[section].update(values)
     timed = recipes.from_dict(tree)
+    set_backends(timed.train.tf32, timed.train.cudnn_benchmark)  # the trainer sets them too, on CUDA only
     with tempfile.TemporaryDirectory() as tmp:
-        Trainer(timed, RunDir(Path(tmp) / "run")).run()
+        trainer = Trainer(timed, RunDir(Path(tmp) / "run"))
+        trainer.run()
         history = RunDir(Path(tmp) / "run").read_history()
-    return [float(rate) for rate in history["g_steps_per_s"].iloc[1:]]  # row 0: the warm-up repeat (and capture)
+    rates = [float(rate) for rate in history["g_steps_per_s"].iloc[1:]]  # row 0: the warm-up repeat (and capture)
+    return rates, trainer.runner.path
 
 
 def peak_memory(device: torch.device, run: Any) -> tuple[Any, float]:
@@ -221,10 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {gpu}; torch {torch.__version__}; {args.steps} steps x {args.repeats} repeats (+1 warm-up)")
     header = f"{'recipe':<22}{'reference':>12}{'ganbench':>12}{'ratio':>8}{'ref GiB':>9}{'ours GiB':>9}"
     print(header + "\n" + "-" * len(header))
+    command = " ".join(["python", "benchmarks/step_speed.py", *(argv if argv is not None else sys.argv[1:])])
     results = []
     for name in args.recipes.split(","):
         recipe = load_recipe(name.strip(), args.overrides, args.data)
-        ours_rates, ours_mem = peak_memory(device, lambda r=recipe: time_ganbench(r, device, args.steps, args.repeats))
+        (ours_rates, path), ours_mem = peak_memory(
+            device, lambda r=recipe: time_ganbench(r, device, args.steps, args.repeats)
+        )
         ref_rates, ref_mem = [], float("nan")
         if not args.skip_reference:
             ref_rates, ref_mem = peak_memory(
@@ -232,30 +288,37 @@ def main(argv: list[str] | None = None) -> int:
             )
         ours = statistics.median(ours_rates)
         ref = statistics.median(ref_rates) if ref_rates else float("nan")
+        images = recipe.train.batch_size_d * recipe.train.n_dis  # real images one G step consumes
         results.append(
             {
                 "recipe": name,
                 "reference_g_steps_per_s": ref,
                 "ganbench_g_steps_per_s": ours,
+                "reference_images_per_s": ref * images,
+                "ganbench_images_per_s": ours * images,
                 "ratio": ours / ref if ref_rates else None,
                 "reference_rates": ref_rates,
                 "ganbench_rates": ours_rates,
                 "reference_peak_gib": ref_mem,
                 "ganbench_peak_gib": ours_mem,
+                "ganbench_step_path": path,
+                "images_per_g_step": images,
+                "backends": {"tf32": recipe.train.tf32, "cudnn_benchmark": recipe.train.cudnn_benchmark},
+                "cr_lambda": recipe.method.cr_lambda,
             }
         )
         ratio = f"{ours / ref:.2f}x" if ref_rates else "-"
-        print(f"{name:<22}{ref:>12.2f}{ours:>12.2f}{ratio:>8}{ref_mem:>9.2f}{ours_mem:>9.2f}", flush=True)
-    if args.out:
-        record = {
-            "device": gpu,
-            "torch": torch.__version__,
-            "command": " ".join(["python", "benchmarks/step_speed.py", *(argv if argv is not None else sys.argv[1:])]),
-            "steps": args.steps,
-            "repeats": args.repeats,
-            "results": results,
-        }
-        args.out.write_text(json.dumps(record, indent=1))
+        print(f"{name:<22}{ref:>12.2f}{ours:>12.2f}{ratio:>8}{ref_mem:>9.2f}{ours_mem:>9.2f}  {path}", flush=True)
+        if args.out:  # after every recipe: a run stopped by a time limit keeps what it measured
+            record = {
+                "device": gpu,
+                "torch": torch.__version__,
+                "command": command,
+                "steps": args.steps,
+                "repeats": args.repeats,
+                "results": results,
+            }
+            args.out.write_text(json.dumps(record, indent=1))
     return 0
 
 

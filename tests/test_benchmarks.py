@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +18,9 @@ from ganbench.data import DATASETS
 from ganbench.metrics import inception
 from ganbench.metrics.inception import build_extractor
 from ganbench.metrics.refstats import reference_statistics
+from ganbench.train import loop
 from ganbench.train.checkpoint import build_generator
+from ganbench.train.fast import StepRunner
 from tests.test_metrics_evaluate import image_recipe
 from tests.test_metrics_inception import save_tiny_trunk
 
@@ -43,27 +47,102 @@ def _script(name: str) -> ModuleType:
         sys.path.remove(str(BENCHMARKS))
 
 
-def test_step_speed_times_both_steps(tmp_path: Path) -> None:
+class FakeClock:
+    """A perf_counter that moves only when told: the harnesses' arithmetic checked against known intervals."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        names = {name: getattr(time, name) for name in dir(time) if not name.startswith("_")}
+        self.module = SimpleNamespace(**{**names, "perf_counter": lambda: self.now})
+
+
+TINY_STEP = ["--set", "train.batch_size_d=4", "--set", "train.batch_size_g=4", "--set", "model.g_channels=8"]
+
+
+def test_step_speed_reports_the_rates_of_its_clock_and_runs_cr_in_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ganbench's G step takes 0.5 s and the reference's 0.25 s on a fake clock: each timed repeat must read 2 and 4
+    G-steps/s, the warm-up repeat none, images/s follow from the batch, and CR runs in every reference D step."""
+    module = _script("step_speed")
+    clock = FakeClock()
+    monkeypatch.setattr(module, "time", clock.module)
+    monkeypatch.setattr(loop, "time", clock.module)
+    runner_call, reference_step, transform = StepRunner.__call__, module.ReferenceTrainer.step, module.cr_transform
+    counts = {"reference": 0, "cr": 0}
+
+    def timed_runner(self: StepRunner) -> None:
+        runner_call(self)
+        clock.now += 0.5
+
+    def timed_reference(self: object) -> None:
+        reference_step(self)
+        counts["reference"] += 1
+        clock.now += 0.25
+
+    def counted_transform(*args: object) -> torch.Tensor:
+        counts["cr"] += 1
+        return transform(*args)
+
+    monkeypatch.setattr(StepRunner, "__call__", timed_runner)
+    monkeypatch.setattr(module.ReferenceTrainer, "step", timed_reference)
+    monkeypatch.setattr(module, "cr_transform", counted_transform)
     out = tmp_path / "steps.json"
-    tiny = ["--set", "train.batch_size_d=4", "--set", "train.batch_size_g=4", "--set", "model.g_channels=8"]
-    args = ["--recipes", "cifar10_cnn_gn", "--steps", "2", "--repeats", "2", "--images", "32", "--workers", "0"]
-    assert (
-        _script("step_speed").main([*args, *tiny, "--set", "model.d_channels=8", "--device", "cpu", "--out", str(out)])
-        == 0
-    )
+    args = ["--recipes", "cifar10_cnn_gn_cr", "--steps", "2", "--repeats", "3", "--images", "32", "--workers", "0"]
+    sizes = [*TINY_STEP, "--set", "model.d_channels=8", "--set", "train.n_dis=2"]
+    assert module.main([*args, *sizes, "--device", "cpu", "--out", str(out)]) == 0
     (result,) = json.loads(out.read_text())["results"]
-    assert len(result["ganbench_rates"]) == 2 and len(result["reference_rates"]) == 2
-    assert result["ganbench_g_steps_per_s"] > 0 and result["reference_g_steps_per_s"] > 0
+    assert result["ganbench_rates"] == [2.0, 2.0, 2.0] and result["reference_rates"] == [4.0, 4.0, 4.0]
+    assert result["ratio"] == 0.5 and result["images_per_g_step"] == 8  # batch_size_d 4, n_dis 2
+    assert result["ganbench_images_per_s"] == 16.0 and result["reference_images_per_s"] == 32.0
+    assert counts["reference"] == 2 * (3 + 1)  # the warm-up repeat ran too, untimed
+    assert counts["cr"] == counts["reference"] * 2  # one CR term per D step (no bCR)
+    assert result["ganbench_step_path"] == "eager"
 
 
-def test_fast_evaluation_gives_the_reference_paths_fid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_reference_cr_transform_quantizes_flips_and_moves_the_content_with_black_fill() -> None:
+    """One 4 x 5 image off the uint8 grid, flipped and moved one pixel right and one up, worked out by hand; a
+    second sample neither flipped nor moved."""
+    module = _script("step_speed")
+    levels = torch.arange(20, dtype=torch.float64).view(1, 1, 4, 5) * 12  # 0 … 228
+    x = ((levels + 0.3) / 127.5 - 1).repeat(2, 1, 1, 1)  # 0.3 of a level off the grid
+    flips = torch.tensor([True, False])
+    # translate 0.25: shift_x = round((2·0.9 − 1)·0.25·5) = 1 (right), shift_y = round((2·0 − 1)·0.25·4) = −1 (up)
+    u = torch.tensor([[0.9, 0.0], [0.5, 0.5]], dtype=torch.float64)
+    out = module.cr_transform(x, flips, u, 0.25)
+    on_grid = levels[0, 0] / 127.5 - 1
+    expected = torch.full((4, 5), -1.0, dtype=torch.float64)
+    for row in range(4):
+        for col in range(5):
+            source_row, source_col = row + 1, col - 1  # content moved down −1 and right +1
+            if 0 <= source_row < 4 and 0 <= source_col < 5:
+                expected[row, col] = on_grid[source_row, 4 - source_col]  # flipped: column c reads 4 − c
+    torch.testing.assert_close(out[0, 0], expected)
+    torch.testing.assert_close(out[1, 0], on_grid)
+
+
+def test_fast_evaluation_gives_the_reference_paths_fid_and_a_breakdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(inception, "POOL_DIM", 16)
     extractor = build_extractor("torch-fidelity", str(save_tiny_trunk(tmp_path / "trunk.pt", out=16)), "cpu")
     recipe = image_recipe(["fid"])
+    recipe = dataclasses.replace(recipe, eval=dataclasses.replace(recipe.eval, bn_mode="running"))
     ref = reference_statistics(recipe.data, extractor, batch_size=16)
     torch.manual_seed(0)
-    result = _script("eval_speed").compare_paths(
-        recipe, build_generator(recipe), extractor, ref, 64, torch.device("cpu")
-    )
+    generator = build_generator(recipe)
+    reports: list[dict] = []
+
+    def keep(partial: dict) -> None:
+        reports.append(dict(partial))
+
+    module = _script("eval_speed")
+    result = module.compare_paths(recipe, generator, extractor, ref, 64, torch.device("cpu"), keep)
+    first, _, last = (set(report) for report in reports)
     assert result["ganbench_fid"] > 0
     assert result["fid_difference"] <= 1e-6 * result["reference_fid"]  # the issue allows 0.01
+    assert abs(result["ganbench_staged_fid"] - result["ganbench_fid"]) <= 1e-6 * result["ganbench_fid"]
+    for side in ("reference", "ganbench"):
+        assert list(result[f"{side}_parts_s"]) == ["generate", "features", "statistics", "sqrt"]
+    assert result["reference_s"] >= sum(result["reference_parts_s"].values())  # the parts lie inside the pass
+    assert "ganbench_fid" in first and "reference_fid" not in first and last == set(result)  # partial, then all
