@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ganbench import __version__
 from ganbench.errors import GanbenchError, WorkFailed
@@ -28,8 +31,10 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Benchmark GANs with Lipschitz discriminators (SN, GN, PGN, GraN, WGAN-GP, LGAN max-GP, CR).",
 )
-console = Console()
-errors = Console(stderr=True)
+# markup off: paths, recipe values and messages come from users, and "[...]" in them must print as it is
+console = Console(markup=False)
+errors = Console(stderr=True, markup=False)
+DEBUG_ENV = "GANBENCH_DEBUG"  # set (or pass --debug) to see the traceback of a failure instead of one line
 
 
 class RichProgress:
@@ -51,7 +56,7 @@ class RichProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn("{task.fields[info]}", markup=False),
             console=errors,
             transient=False,
         )
@@ -79,19 +84,53 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _say(kind: str, style: str, message: object) -> None:
+    """One line on stderr: `kind:` in colour, then the message exactly as it is (never read as markup)."""
+    errors.print(Text.assemble((f"{kind}:", style), " ", " ".join(str(message).split("\n"))), soft_wrap=True)
+
+
 def _guarded(work: Callable[[], Any]) -> Any:
-    """Run `work`, turning user errors into one line and exit code 2, failed work into exit code 1."""
+    """Run `work`: a user error becomes one line and exit code 2; failed work (a diverged run, a full disk, a
+    read-only folder, no memory, a bug) one line and exit code 1. $GANBENCH_DEBUG or --debug shows the traceback."""
     try:
         return work()
     except GanbenchError as err:
-        errors.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _say("error", "red", err)
         raise typer.Exit(err.exit_code) from None
     except WorkFailed as err:
-        errors.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _say("failed", "red", err)
         raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         errors.print("interrupted: the run was checkpointed; run the same command again to resume")
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as err:  # the work failed for a reason outside ganbench's control, or a bug
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _say("failed", "red", failure_line(err))
+        raise typer.Exit(1) from None
+
+
+def failure_line(err: BaseException) -> str:
+    """What went wrong, in one line, for failures that are not ganbench's own errors."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = {
+            errno.ENOSPC: "free some space or write elsewhere (--run-dir, --results)",
+            errno.EROFS: "the file system is read-only; write elsewhere (--run-dir, --results)",
+            errno.EACCES: "no permission; write elsewhere (--run-dir, --results) or fix the folder's permissions",
+            errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+        }.get(err.errno or 0, "")
+        return f"{where}{err.strerror}" + (f"; {hint}" if hint else "")
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return "out of memory; lower train.batch_size_d/batch_size_g or eval.batch_size, or use a larger device"
+    text = " ".join(str(err).split()) or "no message"
+    return f"{type(err).__name__}: {text[:300]} (unexpected; run again with --debug for the traceback)"
 
 
 def default_run_dir(recipe_path: Path, overrides: list[str], results: Path = Path("results")) -> Path:
@@ -370,12 +409,34 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
     ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show the traceback of a failure (also ${DEBUG_ENV}=1).")
+    ] = False,
 ) -> None:
     """Benchmark GANs with Lipschitz discriminators."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+# typer raises click's usage errors (its own vendored copy in recent releases): found through its public class
+_UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
 
 def main() -> None:
+    """The console script: a wrong option or argument is one line on stderr and exit code 2, as other errors."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except _UsageError as err:
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            console.print(ctx.get_help())
+            sys.exit(0)
+        command = ctx.command_path if ctx is not None else "ganbench"
+        _say("error", "red", f"{err.format_message()} (see {command} --help)")
+        sys.exit(2)
+    except typer.Abort:
+        errors.print("interrupted")
+        sys.exit(130)
     except SystemExit as exit_:
         sys.exit(exit_.code)
+    sys.exit(code if isinstance(code, int) else 0)

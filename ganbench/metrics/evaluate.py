@@ -521,8 +521,6 @@ def evaluate_run(
     Metrics already present for the same (checkpoint step, generator, metric, fingerprint) are skipped unless
     `force`. Rows are appended checkpoint by checkpoint, so an interrupted `all` keeps what it finished.
     """
-    from ganbench.train.checkpoint import load_generator
-
     run.require()
     recipe = run.read_recipe()
     names = checkpoint_names(run, checkpoints)
@@ -542,6 +540,15 @@ def evaluate_run(
     if ema is None:
         ema = recipe.eval.select == "ema" and recipe.train.ema_decay > 0
     kind = "ema" if ema else "raw"
+    with run.lock("ganbench eval"):  # metrics.parquet has one writer at a time
+        return _score_checkpoints(run, evaluation, names, checkpoints, ema, kind, force)
+
+
+def _score_checkpoints(
+    run: RunDir, evaluation: Evaluation, names: list[str], checkpoints: str, ema: bool, kind: str, force: bool
+) -> pd.DataFrame:
+    from ganbench.train.checkpoint import load_generator  # the trainer's checkpoint format, loaded only here
+
     existing = run.read_metrics()
     new_rows: list[dict[str, Any]] = []
     seen: set[int] = set()
