@@ -9,9 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import tomllib
 import types
 import typing
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +24,73 @@ import tomli_w
 
 from ganbench.errors import RecipeError
 
+# Upper bounds on sizes, so that no allocation is ever attempted that cannot work on any machine.
+MAX_BATCH = 65_536
+MAX_SAMPLES = 10_000_000
+MAX_STEPS = 100_000_000
+MAX_SEED = 2**32 - 1  # numpy's global seed (set from `seed` by the trainer) takes 32 bits
+MAX_INT = 2**63 - 1  # every integer key must fit torch's int64
+MAX_NAME = 100
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # a file-name-safe word: no separator, no leading dot
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
 
-def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, **kw: Any) -> Any:
-    """A dataclass field with an allowed numeric range, checked by `validate`."""
-    return field(metadata={"lo": lo, "hi": hi, "lo_open": lo_open}, **kw)
+
+def _range(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False, **kw: Any
+) -> Any:
+    """A dataclass field with an allowed numeric range, checked when the recipe is built."""
+    return field(metadata={"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}, **kw)
 
 
 def _choice(*choices: str, **kw: Any) -> Any:
     return field(metadata={"choices": choices}, **kw)
+
+
+def _checked(check: Callable[[str, Any], None], **kw: Any) -> Any:
+    """A dataclass field whose value `check(key, value)` refuses with a RecipeError."""
+    return field(metadata={"check": check}, **kw)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A user's value for a one-line message: repr() escapes line breaks and control characters; long ones are cut."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _show_key(dotted: str) -> str:
+    """A dotted key as written, or its repr() when a quoted TOML key holds spaces, line breaks or symbols."""
+    return dotted if re.fullmatch(r"[A-Za-z0-9_.-]+", dotted) else _show(dotted)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_name(key: str, value: str) -> None:
+    # The name becomes results/<name> and a job name in generated scripts: one plain file-name-safe word.
+    if not NAME_PATTERN.fullmatch(value) or len(value) > MAX_NAME:
+        raise RecipeError(
+            f"{key}: {_show(value)} is not a plain name; use 1 to {MAX_NAME} letters, digits, '-', '_' or '.', not "
+            'starting with ".", e.g. name = "cifar10_gn" (a recipe without a name takes its file name)'
+        )
+
+
+def _check_device(key: str, value: str) -> None:
+    # Only the form is checked here; whether CUDA is present is the trainer's check, on the machine that trains.
+    if value == "auto":
+        return
+    import torch  # here, not at the top: reading a recipe should not need torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        device = None
+    if (
+        device is None
+        or device.type not in ("cpu", "cuda", "mps")
+        or (device.index is not None and device.type != "cuda")
+    ):
+        raise RecipeError(f"{key}: {_show(value)} is not a device; use {DEVICE_FORMS}")
 
 
 @dataclass
@@ -37,8 +100,8 @@ class DataConfig:
     download: bool = False  # let torchvision download CIFAR/STL into `root` (needs network)
     split: str = "train"  # train, test, unlabeled (STL-10), all
     size: int = _range(0, 1024, default=0)  # image side in pixels after resize; 0 keeps the dataset's own size
-    num_samples: int = _range(0, default=0)  # synthetic sets: how many to draw; 0 = the set's default
-    seed: int = 0  # synthetic sets: which draw
+    num_samples: int = _range(0, MAX_SAMPLES, default=0)  # synthetic sets: how many to draw; 0 = the set's default
+    seed: int = _range(0, MAX_SEED, default=0)  # synthetic sets: which draw
     hflip: bool = True  # flip real images horizontally at random, per sample and epoch, as the official code
 
 
@@ -76,18 +139,19 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = _range(1, default=2000)  # generator steps
+    steps: int = _range(1, MAX_STEPS, default=2000)  # generator steps
     n_dis: int = _range(1, 100, default=1)  # discriminator steps per generator step
-    batch_size_d: int = _range(1, default=64)
-    batch_size_g: int = _range(1, default=128)
+    batch_size_d: int = _range(1, MAX_BATCH, default=64)
+    batch_size_g: int = _range(1, MAX_BATCH, default=128)
     lr_d: float = _range(0.0, lo_open=True, default=2e-4)
     lr_g: float = _range(0.0, lo_open=True, default=2e-4)
-    beta1: float = _range(0.0, 1.0, default=0.0)
-    beta2: float = _range(0.0, 1.0, default=0.9)
+    beta1: float = _range(0.0, 1.0, hi_open=True, default=0.0)
+    beta2: float = _range(0.0, 1.0, hi_open=True, default=0.9)
     lr_decay: str = _choice("none", "linear", default="none")  # linear: to 0 at the last step
-    ema_decay: float = _range(0.0, 1.0, default=0.9999)  # 0 turns the EMA of G off
+    # 0 turns the EMA of G off; 1 would freeze it at its first copy, so the range is open there
+    ema_decay: float = _range(0.0, 1.0, hi_open=True, default=0.9999)
     ema_start: int = _range(0, default=0)  # G step from which the EMA averages (before it, it copies G)
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    device: str = _checked(_check_device, default="auto")  # auto, cpu, cuda, cuda:N, mps
     tf32: bool = True  # allow TF32 matmuls and convolutions on Ampere+ GPUs
     # Execution switches (CUDA only; ignored on the CPU). Each computes the same step; off gives the plain eager path.
     cuda_graph: bool = True  # capture the whole step (n_dis D steps, G step, EMA) as one CUDA graph, replayed
@@ -103,12 +167,12 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = _range(0, default=0)  # in-training evaluation every N G steps; 0 = none (score with ganbench eval)
-    num_samples: int = _range(1, default=50000)
-    metrics: list[str] = field(default_factory=lambda: ["fid", "is"])
+    num_samples: int = _range(1, MAX_SAMPLES, default=50000)
+    metrics: list[str] = field(default_factory=lambda: ["fid", "is"])  # checked by `validate`
     ref_split: str = ""  # reference statistics split; "" = the dataset's paper choice
     inception_weights: str = ""  # a local Inception weights file; "" = the libraries' own download path
     backend: str = _choice("torch-fidelity", "pytorch-fid", default="torch-fidelity")
-    batch_size: int = _range(1, default=250)
+    batch_size: int = _range(1, MAX_BATCH, default=250)
     select: str = _choice("ema", "raw", default="ema")  # which generator's FID picks checkpoints/best.pt
     # BatchNorm of G while sampling for metrics: "batch" = train mode, statistics of batches of train.batch_size_g
     # (the official code; G's buffers are restored afterwards); "running" = eval mode, running statistics
@@ -117,8 +181,8 @@ class EvalConfig:
 
 @dataclass
 class Recipe:
-    name: str = "run"
-    seed: int = 0
+    name: str = _checked(_check_name, default="run")
+    seed: int = _range(0, MAX_SEED, default=0)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
@@ -159,8 +223,18 @@ NON_SEMANTIC_KEYS = (
 )
 
 
-def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+_TYPE_FIX = {
+    int: "an integer, e.g. 3",
+    float: "a number, e.g. 0.5",
+    str: 'a string, e.g. "text" (in quotes in TOML)',
+    bool: "true or false",
+}
+
+
+def _is_control(char: str) -> bool:
+    # Control characters (line breaks included) and lone surrogates (undecodable command-line bytes) are never
+    # meant in a recipe string: refuse them rather than carry them into paths, logs or generated scripts.
+    return unicodedata.category(char) in ("Cc", "Cs")
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:
@@ -171,31 +245,48 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str):  # `--set eval.metrics=fid,kid` is a convenience for a list of strings
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
-            raise RecipeError(f'{key}: expected a list, got {value!r}; write it as ["a", "b"]')
+            raise RecipeError(f'{key}: expected a list, got {_show(value)}; write it as ["a", "b"]')
         return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
         raise TypeError(f"unsupported recipe field type {tp}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is bool and not isinstance(value, bool):
-        raise RecipeError(f"{key}: expected true or false, got {value!r}")
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RecipeError(f"{key}: expected an integer, got {value!r}")
-    if not isinstance(value, tp):
-        raise RecipeError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise RecipeError(f"{key}: {_show(value)} is too large for a number; give a finite value") from None
+    wrong = isinstance(value, bool) != (tp is bool) or not isinstance(value, tp)
+    if wrong:
+        raise RecipeError(f"{key}: expected {_TYPE_FIX.get(tp, str(tp))}, got {_show(value)}")
+    if tp is float and not math.isfinite(value):
+        raise RecipeError(f"{key}: {_show(value)} is not a finite number; give a finite value, e.g. 0.5")
+    if tp is str and any(_is_control(c) for c in value):
+        raise RecipeError(f"{key}: {_show(value)} holds a line break or control character; remove it")
     return value
 
 
 def _check_range(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise RecipeError(f"{key}: {value!r} is not allowed; choose one of {', '.join(choices)}")
+        raise RecipeError(f"{key}: {_show(value)} is not allowed; choose one of {', '.join(choices)}")
     lo, hi = meta.get("lo"), meta.get("hi")
+    if hi is None and isinstance(value, int) and not isinstance(value, bool):
+        hi = MAX_INT
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         bound = f"greater than {lo}" if meta.get("lo_open") else f"at least {lo}"
-        raise RecipeError(f"{key}: {value!r} is out of range; it must be {bound}")
-    if hi is not None and value > hi:
-        raise RecipeError(f"{key}: {value!r} is out of range; it must be at most {hi}")
+        raise RecipeError(f"{key}: {_show(value)} is out of range; it must be {bound}")
+    if hi is not None and (value > hi or (meta.get("hi_open") and value == hi)):
+        bound = f"less than {hi}" if meta.get("hi_open") else f"at most {hi}"
+        raise RecipeError(f"{key}: {_show(value)} is out of range; it must be {bound}")
+    check = meta.get("check")
+    if check is not None:
+        check(key, value)
+
+
+def _unknown_key(dotted: str, known: typing.Iterable[str], section: str) -> RecipeError:
+    where = f" of {section}" if section else ""
+    return RecipeError(
+        f"{_show_key(dotted)}: unknown recipe key; check the spelling: the keys{where} are {', '.join(sorted(known))}"
+    )
 
 
 def _build(cls: type, tree: dict[str, Any], prefix: str) -> Any:
@@ -205,11 +296,14 @@ def _build(cls: type, tree: dict[str, Any], prefix: str) -> Any:
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if key not in known:
-            raise RecipeError(f"{dotted}: unknown recipe key; known keys here are {', '.join(sorted(known))}")
+            raise _unknown_key(dotted, known, prefix.rstrip("."))
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
-                raise RecipeError(f"{dotted}: expected a table [{dotted}], got {value!r}")
+                some = dataclasses.fields(tp)[0].name
+                raise RecipeError(
+                    f"{dotted}: is a table of keys, got {_show(value)}; set its keys instead, e.g. {dotted}.{some}"
+                )
             kwargs[key] = _build(tp, value, f"{dotted}.")
         else:
             kwargs[key] = _coerce(dotted, value, tp)
@@ -223,42 +317,99 @@ def from_dict(tree: dict[str, Any]) -> Recipe:
     return recipe
 
 
+def _key_type(path: list[str]) -> Any:
+    """The annotated type of the value at dotted `path`; unknown keys and whole sections are refused."""
+    cls: Any = Recipe
+    for i, part in enumerate(path):
+        dotted, section = ".".join(path[: i + 1]), ".".join(path[:i])
+        known = {f.name for f in dataclasses.fields(cls)}
+        if part not in known:
+            raise _unknown_key(dotted, known, section)
+        tp = typing.get_type_hints(cls)[part]
+        last = i == len(path) - 1
+        if dataclasses.is_dataclass(tp):
+            if last:
+                some = dataclasses.fields(tp)[0].name
+                raise RecipeError(f"{dotted}: is a table of keys; set one of them, e.g. --set {dotted}.{some}=...")
+            cls = tp
+        elif not last:
+            raise RecipeError(f"{_show_key(dotted)}: is a value, not a table of keys; set it alone: --set {dotted}=...")
+    return tp
+
+
+# A value that starts like a TOML array, table or string is meant as one; so is one that starts like a number when
+# the key does not hold a string. If such a value does not parse, say so rather than read it as a bare word.
+_TOML_OPENERS = ("[", "{", '"', "'")
+_NUMBER_START = re.compile(r"[+-]?(\d|\.\d|inf\b|nan\b)")
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`train.steps=2000` -> (["train", "steps"], 2000); the value is a TOML literal, else a bare string."""
     if "=" not in item:
-        raise RecipeError(f"--set {item}: expected KEY=VALUE, e.g. --set train.steps=2000")
+        raise RecipeError(f"--set {_show(item)}: expected KEY=VALUE, e.g. --set train.steps=2000")
     key, raw = item.split("=", 1)
     key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise RecipeError(f"--set {item}: the key must be a dotted path such as train.steps")
+    path = key.split(".")
+    if not key or any(not part for part in path):
+        raise RecipeError(f"--set {_show(item)}: the key must be a dotted path such as train.steps")
+    tp = _key_type(path)
+    if any(_is_control(c) for c in raw if c != "\t"):
+        raise RecipeError(f"{key}: the --set value {_show(raw)} holds a line break or control character; remove it")
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return key.split("."), value
+        document = tomllib.loads(f"v = {raw}")
+    except tomllib.TOMLDecodeError as err:
+        text = raw.strip()
+        if text.startswith(_TOML_OPENERS) or (tp is not str and _NUMBER_START.match(text)):
+            raise RecipeError(
+                f"{key}: the --set value {_show(text)} is not valid TOML ({_one_line(str(err))}); close the bracket "
+                "or quote, or fix the number"
+            ) from None
+        return path, text
+    return path, document["v"]
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         path, value = parse_override(item)
         node = tree
-        for part in path[:-1]:
+        for i, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise RecipeError(f"--set {item}: {part} is a value, not a table")
+                dotted = ".".join(path[: i + 1])
+                raise RecipeError(
+                    f"{dotted}: is a value in the recipe, not a table of keys; fix {dotted} in the recipe"
+                )
             node = child
         node[path[-1]] = value
     return tree
 
 
+def _show_path(path: Path) -> str:
+    text = str(path)
+    return text if text.isprintable() else _show(text, 200)
+
+
 def load(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
+    where = _show_path(path)
+    if path.is_dir():
+        raise RecipeError(f"{where}: is a directory; give the path of a .toml recipe file (see recipes/)")
     if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file; give the path of a .toml recipe (see recipes/)")
+        raise RecipeError(f"{where}: no such recipe file; give the path of a .toml recipe (see recipes/)")
     try:
-        tree = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
+    except OSError as err:
+        raise RecipeError(f"{where}: cannot be read ({err.strerror}); check its permissions") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecipeError(
+            f"{where}: not UTF-8 text (byte {err.start} is not valid UTF-8); save the recipe as UTF-8"
+        ) from None
+    try:
+        tree = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError(f"{path}: not valid TOML ({err}); fix the syntax at that line") from None
+        raise RecipeError(f"{where}: not valid TOML ({_one_line(str(err))}); fix the syntax at that line") from None
     tree.setdefault("name", path.stem)
     return from_dict(apply_overrides(tree, overrides or []))
 
@@ -267,7 +418,7 @@ def loads(text: str, overrides: list[str] | None = None) -> Recipe:
     try:
         tree = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise RecipeError(f"recipe is not valid TOML ({err})") from None
+        raise RecipeError(f"recipe: not valid TOML ({_one_line(str(err))}); fix the syntax at that line") from None
     return from_dict(apply_overrides(tree, overrides or []))
 
 
@@ -295,4 +446,25 @@ def validate(recipe: Recipe) -> None:
             f"train.ema_start: {recipe.train.ema_start} is after the last step {recipe.train.steps}; "
             "lower it or raise train.steps"
         )
-    nets.check_compatible(recipe.model, data.output_shape(recipe.data))
+    shape = data.output_shape(recipe.data)
+    nets.check_compatible(recipe.model, shape)
+    _check_metrics(recipe.eval.metrics, recipe.data.name, points=len(shape) == 1)
+
+
+# 2-D point sets are scored by their own family (modes covered and high-quality samples), named "modes" by the
+# evaluator; image sets by the Inception metrics.
+POINT_METRICS = ("modes",)
+
+
+def _check_metrics(metrics: list[str], dataset: str, *, points: bool) -> None:
+    from ganbench.metrics.inception import METRICS  # here: it imports torch, which reading a recipe should not need
+
+    allowed = (*METRICS, *POINT_METRICS)
+    choose = f"choose from {', '.join(METRICS)}" + (f" or {', '.join(POINT_METRICS)}" if points else "")
+    if not metrics:
+        raise RecipeError(f"eval.metrics: the list is empty; {choose}")
+    for i, metric in enumerate(metrics):
+        if metric not in allowed:
+            raise RecipeError(f"eval.metrics[{i}]: {_show(metric)} is not a metric; {choose}")
+        if metric in POINT_METRICS and not points:
+            raise RecipeError(f"eval.metrics[{i}]: {metric!r} scores 2-D point sets, not {dataset}; {choose}")
