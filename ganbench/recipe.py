@@ -346,12 +346,12 @@ _NUMBER_START = re.compile(r"[+-]?(\d|\.\d|inf\b|nan\b)")
 def parse_override(item: str) -> tuple[list[str], Any]:
     """`train.steps=2000` -> (["train", "steps"], 2000); the value is a TOML literal, else a bare string."""
     if "=" not in item:
-        raise RecipeError(f"--set {_show(item)}: expected KEY=VALUE, e.g. --set train.steps=2000")
+        raise RecipeError(f"--set {_show(item)}: expected KEY=VALUE; write it as e.g. --set train.steps=2000")
     key, raw = item.split("=", 1)
     key = key.strip()
     path = key.split(".")
     if not key or any(not part for part in path):
-        raise RecipeError(f"--set {_show(item)}: the key must be a dotted path such as train.steps")
+        raise RecipeError(f"--set {_show(item)}: the key has an empty part; write a dotted path such as train.steps")
     tp = _key_type(path)
     if any(_is_control(c) for c in raw if c != "\t"):
         raise RecipeError(f"{key}: the --set value {_show(raw)} holds a line break or control character; remove it")

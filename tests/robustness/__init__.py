@@ -1,0 +1,1 @@
+"""Robustness tests: every bad input is refused with one clear line, never a traceback."""
