@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -422,8 +423,14 @@ def root(
 _UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    _say("warning", "yellow", message)
+
+
 def main() -> None:
     """The console script: a wrong option or argument is one line on stderr and exit code 2, as other errors."""
+    if not os.environ.get(DEBUG_ENV):
+        warnings.showwarning = _warning_line  # the library's warnings (a skipped checkpoint) as one line each
     try:
         code = app(standalone_mode=False)
     except _UsageError as err:

@@ -53,6 +53,7 @@ def test_run_directory_contract(tiny_recipe_path: Path, tmp_path: Path) -> None:
         assert history[column].notna().all(), column
     assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == [
         "last.pt",
+        "manifest.json",
         "step-10.pt",
         "step-20.pt",
         "step-30.pt",

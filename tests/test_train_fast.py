@@ -209,7 +209,7 @@ def test_rng_state_restores_from_a_checkpoint_loaded_onto_another_device(tmp_pat
 
 def test_cuda_rng_states_reach_the_setter_as_host_byte_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CUDA setter refuses anything but a CPU ByteTensor: what it receives after a mapped load."""
-    saved = [torch.arange(16, dtype=torch.uint8).numpy(), torch.arange(16, 32, dtype=torch.uint8).numpy()]
+    saved = [bytes(range(16)), bytes(range(16, 32))]  # as rng_state() writes them: plain bytes
     rng = {**checkpoint.rng_state(), "cuda": saved}
     checkpoint.save(tmp_path / "c.pt", {"step": 1, "rng": rng})
     received: list[tuple[torch.Tensor, int]] = []

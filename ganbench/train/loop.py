@@ -694,10 +694,11 @@ class Trainer:
                     f"{self.run_dir.root}: weights became NaN or infinite by step {self.state.step}; the last good "
                     "checkpoint is kept in checkpoints/ (lower the learning rate or change the method)"
                 )
-        state = self._state_dict()
-        checkpoint.save(self.run_dir.checkpoint_path("last"), state)
-        if periodic and self.recipe.train.keep_checkpoints:
-            checkpoint.save(self.run_dir.checkpoint_path(self.state.step), state)
+        state, last = self._state_dict(), self.run_dir.checkpoint_path("last")
+        if periodic and self.recipe.train.keep_checkpoints:  # step-N.pt first, last.pt a link to it
+            checkpoint.save(self.run_dir.checkpoint_path(self.state.step), state, also=(last,))
+        else:
+            checkpoint.save(last, state)
 
 
 def train(
