@@ -1,241 +1,278 @@
-"""`ganbench report` renderings against golden files, from run directories written here by hand (no training).
+"""`ganbench report` on run directories whose metrics.parquet rows were written by the evaluator itself.
 
-The golden files are tests/golden/report.{md,tex,csv}. After a deliberate change of the report's layout,
-regenerate them with
-
-    GANBENCH_REGEN_GOLDEN=1 pytest tests/test_report_render.py
-
-then read the diff (`git diff tests/golden`) before committing: every number in them was checked by hand once
-(for example GN-GAN CIFAR-10 FID: seeds 19.5 and 20.5 -> 20.00 ± 0.71, Δ = 20.00 − 19.31 = +0.69).
+Each run is made as the trainer makes one: recipe.toml and run.json through RunDir (the trainer's keys), then at
+every in-training evaluation the rows `Evaluation.rows` gives for its generators, appended to metrics.parquet,
+and a sample sheet. The networks are stand-ins: image generators whose output level is set per run and step,
+scored through a small feature extractor (channel means), and 2-D generators that put their points on chosen
+mixture modes, so modes covered and % high quality are known by hand. The report's cells are read from its CSV
+and compared with the rows' numbers picked and averaged here with pandas and numpy.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-import os
+import math
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
+from ganbench.data.synthetic import ring8_modes
+from ganbench.metrics import inception
+from ganbench.metrics.evaluate import IN_TRAINING, Evaluation
+from ganbench.metrics.inception import Extractor
+from ganbench.metrics.refstats import RefStats, stats_key
 from ganbench.recipe import DataConfig, EvalConfig, LossConfig, MethodConfig, ModelConfig, Recipe, TrainConfig
 from ganbench.report import build_report
 from ganbench.store import RunDir
+from ganbench.train.loop import environment, selection_score
 
-GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("GANBENCH_REGEN_GOLDEN") == "1"
-
-VERSIONS = '{"ganbench": "0.1.0", "pytorch-fid": "0.3.0", "torch": "2.4.0", "torch-fidelity": "0.3.0"}'
-FID_PROTOCOL = {  # the columns ganbench.metrics writes beside each value
-    "extractor": "inception-v3-tf",
-    "weights_hash": "7ff4a85c",
-    "resize": "bilinear-299",
-    "quantize": True,
-    "n_fake": 50000,
-    "n_real": 50000,
-    "ref_dataset": "cifar10",
-    "ref_split": "train",
-    "ref_hash": "bf3aabd5c0ffee00",
-    "versions": VERSIONS,
-    "fingerprint": "c10fid01",
-    "backend": "torch-fidelity",
-    "precision": "fp32",
-    "sample_seed": 2147483647,
-    "params": '{"is_splits": 10}',
-    "protocol_version": 1,
-    "ref_key": "cifar10-train-7ff4a85c",
-    "weights": "/somewhere/on/this/machine/default_1.pt",  # machine-specific: never in a report
-    "device": "cuda:0",
-    "wall_time_s": 26.0,
-    "time": "2026-01-01T00:00:00+0000",
-}
-MODES_PROTOCOL = {
-    "extractor": "2d-modes",
-    "weights_hash": "",
-    "resize": "none",
-    "quantize": False,
-    "n_fake": 2500,
-    "n_real": 0,
-    "ref_dataset": "ring8",
-    "ref_split": "train",
-    "ref_hash": "51ab2e6f00000000",
-    "versions": VERSIONS,
-    "fingerprint": "ring8q01",
-    "backend": "none",
-}
+PAPER_GN_CIFAR10_CNN_FID = 19.31  # the PGN-GAN paper's table, standard CNN, GN-GAN: "19.31 ± .76"
+POOL = 4  # channel-mean features: red, green, blue, mean square
 
 
-def paper_recipe(dataset: str, arch: str, method: str, seed: int = 0, **train: Any) -> Recipe:
-    """A recipe shaped like the paper recipes (built directly: no dataset or registry needed)."""
-    family = "cnn" if arch.startswith("cnn") else "resnet"
-    return Recipe(
-        name=f"{dataset}_{family}_{method}",
-        seed=seed,
-        data=DataConfig(name=dataset, split="unlabeled" if dataset == "stl10" else "train"),
-        model=ModelConfig(arch=arch),
-        method=MethodConfig(name=method),
-        loss=LossConfig(name="bce" if family == "cnn" else "hinge"),
-        train=TrainConfig(**{"steps": 200000, "sample_every": 5000, "checkpoint_every": 5000, **train}),
-        eval=EvalConfig(every=5000),
+class ChannelStats(Extractor):
+    """Each image's mean red, green and blue in [0, 1] and its mean square. Logits: a steep score of each channel
+    mean against 0.72, beside a constant class, so IS peaks where samples straddle 0.72, away from the reference's
+    level: the best IS and the best FID fall at different evaluations."""
+
+    name = "channel-stats"
+    backend = "test"
+    resize = "none"
+
+    def __init__(self, weights: Path, weights_hash: str) -> None:
+        super().__init__(str(weights), weights_hash, frozenset({"fid", "is", "kid", "pr"}), torch.device("cpu"))
+
+    def _forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = images.double() / 255.0 if images.dtype == torch.uint8 else images.double()
+        pool = torch.cat([x.mean(dim=(2, 3)), (x**2).mean(dim=(1, 2, 3))[:, None]], dim=1)
+        return {"pool": pool, "logits": torch.cat([30.0 * (pool[:, :3] - 0.72), torch.zeros(len(pool), 1)], dim=1)}
+
+
+class Level(nn.Module):
+    """8 x 8 images of one colour per sample, tanh(level + z/2) per channel: the further `level` is from the
+    reference's 0, the worse the FID."""
+
+    def __init__(self, level: float) -> None:
+        super().__init__()
+        self.register_buffer("level", torch.tensor(float(level)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.level + 0.5 * z[:, :3])[:, :, None, None].expand(-1, -1, 8, 8)
+
+
+class OnModes(nn.Module):
+    """The first `far` share of a batch at the ring's centre (far from every mode), the rest cycling over the first
+    `covered` ring8 modes: `covered` modes covered, 100 (1 − far) % high quality."""
+
+    def __init__(self, covered: int, far: float) -> None:
+        super().__init__()
+        self.covered, self.far = covered, far
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        points = ring8_modes()[torch.arange(len(z)) % self.covered].clone()
+        points[: round(self.far * len(z))] = 0.0
+        return points
+
+
+@dataclass
+class Extraction:
+    """The extractor and reference statistics one evaluation protocol uses."""
+
+    extractor: ChannelStats
+    ref: RefStats
+
+
+def reference(extractor: ChannelStats, dataset: str, split: str) -> RefStats:
+    """Statistics of 64 'real' images made by Level(0), under the key the real cache would give them."""
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(99))
+    images = ((torch.tanh(0.5 * z)[:, :, None, None].expand(-1, -1, 8, 8) + 1) * 127.5).round().to(torch.uint8)
+    features = extractor.features(images)["pool"].double().numpy()
+    data_hash = f"{dataset}-{split}-data"
+    return RefStats(
+        mu=features.mean(axis=0),
+        sigma=np.cov(features, rowvar=False),
+        n=len(features),
+        dataset=dataset,
+        split=split,
+        dataset_hash=data_hash,
+        key=stats_key(data_hash, split, 8, extractor),
+        size=8,
+        source="made in the test",
+        extractor=extractor.name,
+        weights_hash=extractor.weights_hash,
+        resize=extractor.resize,
+        features=features.astype(np.float32),
     )
 
 
-def quickstart(method: str, seed: int, steps: int = 1500) -> Recipe:
+def paper_recipe(
+    dataset: str, arch: str, method: str, seed: int = 0, cr: float = 0.0, select: str = "ema", **train: Any
+) -> Recipe:
+    family = "cnn" if arch.startswith("cnn") else "resnet"
+    tag = f"{dataset}_{family}_{method}" + ("_cr" if cr else "")
+    return Recipe(
+        name=tag,
+        seed=seed,
+        data=DataConfig(name=dataset, split="unlabeled" if dataset == "stl10" else "train"),
+        model=ModelConfig(arch=arch, z_dim=8),
+        method=MethodConfig(name=method, cr_lambda=cr),
+        loss=LossConfig(name="hinge"),
+        train=TrainConfig(
+            **{"steps": 3000, "batch_size_g": 64, "sample_every": 1000, "checkpoint_every": 1000, **train}
+        ),
+        eval=EvalConfig(every=1000, num_samples=40, batch_size=20, metrics=["fid", "is"], select=select),
+    )
+
+
+def quickstart(method: str, seed: int, steps: int = 1500, every: int = 500) -> Recipe:
     return Recipe(
         name="quickstart",
         seed=seed,
-        model=ModelConfig(arch="mlp", z_dim=16, g_channels=128, d_channels=128),
+        data=DataConfig(name="ring8", num_samples=1000),
+        model=ModelConfig(arch="mlp", z_dim=4, g_channels=16, d_channels=16),
         method=MethodConfig(name=method),
-        train=TrainConfig(steps=steps, ema_decay=0.0, sample_every=500, checkpoint_every=500),
-        eval=EvalConfig(every=500, num_samples=2500, metrics=["modes"]),
+        train=TrainConfig(steps=steps, batch_size_g=400, ema_decay=0.0, sample_every=500, checkpoint_every=500),
+        eval=EvalConfig(every=every, num_samples=400, batch_size=400),
     )
 
 
-def image_rows(fids: list[float], iss: list[float], fid_protocol: dict[str, Any] | None = None) -> list[dict]:
-    """In-training rows every 5000 steps for the EMA and (1 worse) raw generators."""
-    rows = []
-    for index, (fid, inception) in enumerate(zip(fids, iss, strict=True)):
-        step = 5000 * (index + 1)
-        for generator, worse in (("ema", 0.0), ("raw", 1.0)):
-            protocol = dict(fid_protocol or FID_PROTOCOL)
-            protocol["fingerprint"] += "" if generator == "ema" else "-raw"  # the generator is part of it
-            base = {"step": step, "checkpoint": "in-training", "generator": generator, **protocol}
-            rows.append({**base, "metric": "fid", "value": fid + worse})
-            rows.append({**base, "metric": "is_mean", "value": inception - worse})
-            rows.append({**base, "metric": "is_std", "value": 0.1})
-    return rows
-
-
-def mode_rows(modes: list[float], hq: list[float]) -> list[dict]:
-    rows = []
-    for index, (covered, quality) in enumerate(zip(modes, hq, strict=True)):
-        base = {"step": 500 * (index + 1), "checkpoint": "in-training", "generator": "raw", **MODES_PROTOCOL}
-        rows.append({**base, "metric": "modes_covered", "value": covered})
-        rows.append({**base, "metric": "hq_percent", "value": quality})
-    return rows
-
-
-def write_run(root: Path, rel: str, recipe: Recipe, rows: list[dict], status: str = "finished") -> RunDir:
-    run = RunDir(root / rel)
-    run.root.mkdir(parents=True)
+def train_run(
+    root: Path,
+    recipe: Recipe,
+    generators_at: dict[int, dict[str, nn.Module]],
+    extraction: Extraction | None = None,
+    status: str = "finished",
+) -> RunDir:
+    """A run directory as Trainer.run leaves it, with the evaluator's in-training rows at each step given."""
+    run = RunDir(root)
+    root.mkdir(parents=True)
     run.write_recipe(recipe)
     run.write_run(
         {
             "name": recipe.name,
             "recipe_hash": recipe.hash(),
-            "status": status,
-            "step": recipe.train.steps,
+            "status": "running",
+            "step": 0,
             "steps": recipe.train.steps,
-            "dataset": {"name": recipe.data.name, "split": recipe.data.split, "content_hash": "0" * 16},
-            "environment": {"python": "3.11"},
+            "created": "2026-01-01T00:00:00+0000",
+            "environment": environment(),
+            "dataset": {"name": recipe.data.name, "split": recipe.data.split, "content_hash": "0" * 16, "source": ""},
+            "device": "cpu",
         }
     )
-    if rows:
-        run.append_metrics(rows)
-    sample = np.full((32, 32, 3), (40 * recipe.seed) % 256, dtype=np.uint8)
-    sample[:, : 8 + 4 * len(recipe.method.name)] = 255
+    extra = {} if extraction is None else {"extractor": extraction.extractor, "ref": extraction.ref}
+    evaluation = Evaluation(recipe, "cpu", **extra)
+    best: dict[str, Any] = {}
     run.samples_dir.mkdir()
-    Image.fromarray(sample).save(run.sample_path(recipe.train.steps))
+    for step, generators in generators_at.items():
+        rows: list[dict[str, Any]] = []
+        for kind, generator in generators.items():
+            rows += evaluation.rows(generator, step=step, checkpoint=IN_TRAINING, generator_kind=kind)
+        run.append_metrics(rows)
+        scored = selection_score(rows, recipe.eval.select if recipe.train.ema_decay > 0 else "raw")
+        if scored is not None and (not best or scored[0] < best["score"]):
+            best = {"score": scored[0], "step": step, "metric": scored[1], "generator": recipe.eval.select}
+        shade = np.full((16, 16, 3), (37 * step) % 256, np.uint8)
+        Image.fromarray(shade).save(run.sample_path(step))
+        run.update_run(step=step, best=best)
+    run.update_run(status=status, step=max(generators_at), best=best)
     return run
 
 
+def image_steps(ema_levels: list[float], raw_offset: float = 0.3) -> dict[int, dict[str, nn.Module]]:
+    """EMA and raw generators at steps 1000, 2000, ...; the raw G is `raw_offset` further from the reference."""
+    return {
+        1000 * (i + 1): {"raw": Level(level + raw_offset), "ema": Level(level)} for i, level in enumerate(ema_levels)
+    }
+
+
+def point_steps(every: int, states: list[tuple[int, float]]) -> dict[int, dict[str, nn.Module]]:
+    return {every * (i + 1): {"raw": OnModes(covered, far)} for i, (covered, far) in enumerate(states)}
+
+
 def build_results(root: Path) -> tuple[Path, Path]:
-    """A results folder with every kind of cell, and a folder of the paper recipes it is compared with."""
+    """A results folder of every kind of cell, and the folder of paper recipes it is compared with."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inception, "POOL_DIM", POOL)  # the evaluator's check of the features' width
+        return _build_results(root)
+
+
+def _build_results(root: Path) -> tuple[Path, Path]:
     results, recipes = root / "results", root / "recipes"
     recipes.mkdir(parents=True)
-    for name, recipe in {
-        "cifar10_cnn_gn": paper_recipe("cifar10", "cnn32", "gn"),
-        "cifar10_cnn_sn": paper_recipe("cifar10", "cnn32", "sn"),
-        "stl10_resnet_pgn_cr": paper_recipe("stl10", "resnet48", "pgn"),
-    }.items():
-        if name.endswith("_cr"):
-            recipe.method.cr_lambda = 5.0
-        (recipes / f"{name}.toml").write_text(recipe.to_toml())
+    for recipe in (
+        paper_recipe("cifar10", "cnn32", "gn"),
+        paper_recipe("cifar10", "cnn32", "sn"),
+        paper_recipe("stl10", "resnet48", "pgn", cr=5.0),
+    ):
+        (recipes / f"{recipe.name}.toml").write_text(recipe.to_toml())
+    weights = root / "weights" / "channel-stats.pt"
+    weights.parent.mkdir()
+    weights.write_bytes(b"stand-in weights")  # a real file: rows record its name only, never this folder
+    ours = ChannelStats(weights, "c" * 64)
+    other = ChannelStats(weights, "d" * 64)  # other Inception weights: another evaluation protocol
+    cifar = Extraction(ours, reference(ours, "cifar10", "train"))
 
-    # CIFAR-10, standard CNN: GN over two seeds under the paper recipe; best FID 19.5 and 20.5.
-    write_run(
-        results,
-        "cifar10/gn/seed-0",
-        paper_recipe("cifar10", "cnn32", "gn", 0),
-        image_rows([30, 20.5, 21], [6, 7.5, 7.9]),
+    # CIFAR-10, standard CNN, under the paper recipe. GN over seeds 0 and 1; best EMA FID at 2000 and 3000.
+    train_run(
+        results / "cifar10/gn/seed-0", paper_recipe("cifar10", "cnn32", "gn", 0), image_steps([0.8, 0.1, 0.4]), cifar
     )
-    write_run(
-        results,
-        "cifar10/gn/seed-1",
-        paper_recipe("cifar10", "cnn32", "gn", 1),
-        image_rows([28, 19.5, 22], [6, 7.7, 7.6]),
+    train_run(
+        results / "cifar10/gn/seed-1", paper_recipe("cifar10", "cnn32", "gn", 1), image_steps([0.6, 0.5, 0.2]), cifar
     )
-    # SN without the paper's FID cell; its FID 25 is worse than GN's 20 (bold goes to GN).
-    write_run(
-        results,
-        "cifar10/sn/seed-0",
-        paper_recipe("cifar10", "cnn32", "sn", 0),
-        image_rows([35, 25.0], [6.5, 7.1]),
+    # GN seed 2, trained the same way but scored with other weights: its own cell, never averaged in.
+    other_cifar = Extraction(other, reference(other, "cifar10", "train"))
+    train_run(
+        results / "cifar10/gn/seed-2",
+        paper_recipe("cifar10", "cnn32", "gn", 2),
+        image_steps([0.3, 0.35, 0.7]),
+        other_cifar,
     )
-    # A short GN run: another training protocol, so its own row and footnote, never averaged with the others.
-    write_run(
-        results,
-        "cifar10/gn-short/seed-2",
-        paper_recipe("cifar10", "cnn32", "gn", 2, steps=10000),
-        image_rows([40.0, 38.0], [5.0, 5.5]),
+    # A shorter GN run: another training protocol, its own row and footnote.
+    short = paper_recipe("cifar10", "cnn32", "gn", 3, steps=2000)
+    train_run(results / "cifar10/gn-short/seed-3", short, image_steps([0.9, 0.45]), cifar)
+    # GN still running: only in the table of all runs.
+    train_run(
+        results / "cifar10/gn/seed-4",
+        paper_recipe("cifar10", "cnn32", "gn", 4),
+        image_steps([0.7]),
+        cifar,
+        "interrupted",
     )
-    # A run still going: only in the table of all runs.
-    write_run(
-        results,
-        "cifar10/gn/seed-3",
-        paper_recipe("cifar10", "cnn32", "gn", 3),
-        image_rows([31.0], [6.0]),
-        status="interrupted",
-    )
+    # SN, whose protocol selects the raw generator (as the official code does for CIFAR-10).
+    sn = paper_recipe("cifar10", "cnn32", "sn", 0, select="raw")
+    train_run(results / "cifar10/sn/seed-0", sn, image_steps([0.5, 0.25, 0.3], raw_offset=-0.1), cifar)
 
-    # STL-10 ResNet PGN-CR evaluated with 10k samples against train statistics: not the papers' protocol.
-    stl = paper_recipe("stl10", "resnet48", "pgn", 0)
-    stl.method.cr_lambda = 5.0
-    stl_protocol = {**FID_PROTOCOL, "n_fake": 10000, "ref_dataset": "stl10", "fingerprint": "stlfid01"}
-    write_run(results, "stl10/pgn-cr/seed-0", stl, image_rows([30.0, 24.25], [9.0, 9.5], stl_protocol))
-
-    # CelebA-HQ 128 with an older metrics table: no protocol columns at all, so the footnote says "unknown".
-    celeba = Recipe(
-        name="celebahq128_resnet_gn",
-        data=DataConfig(name="celebahq", size=128),
-        model=ModelConfig(arch="resnet128"),
-        method=MethodConfig(name="gn"),
-        loss=LossConfig(name="hinge"),
-        train=TrainConfig(steps=100000, n_dis=5, ema_start=10000),
-        eval=EvalConfig(every=5000, num_samples=3000, metrics=["fid"]),
-    )
-    write_run(
-        results,
-        "celebahq/gn/seed-0",
-        celeba,
-        [
-            {"step": 5000 * i, "checkpoint": "in-training", "generator": "ema", "metric": "fid", "value": v}
-            for i, v in ((1, 20.0), (2, 15.25))
-        ],
+    # STL-10 ResNet PGN-CR against train statistics with 40 samples: not the papers' protocol (unlabeled, 50k).
+    stl = Extraction(ours, reference(ours, "stl10", "train"))
+    train_run(
+        results / "stl10/pgn-cr/seed-0",
+        paper_recipe("stl10", "resnet48", "pgn", 0, cr=5.0),
+        image_steps([0.6, 0.3]),
+        stl,
     )
 
-    # The quickstart through compare: GN over two seeds, SN over one (its second diverged), a longer GN run.
-    write_run(results, "compare/quickstart/gn/seed-0", quickstart("gn", 0), mode_rows([6, 8, 8], [70, 80, 85]))
-    write_run(results, "compare/quickstart/gn/seed-1", quickstart("gn", 1), mode_rows([7, 8, 7], [75, 82, 90]))
-    write_run(results, "compare/quickstart/sn/seed-0", quickstart("sn", 0), mode_rows([5, 6, 7], [60, 70, 72]))
-    write_run(
-        results,
-        "compare/quickstart/sn/seed-1",
-        quickstart("sn", 1),
-        mode_rows([5, 6], [61, 71]),
-        status="diverged",
-    )
-    write_run(
-        results,
-        "compare/quickstart-long/gn/seed-0",
-        quickstart("gn", 0, steps=3000),
-        mode_rows([8, 8], [88, 91]),
-    )
+    # The quickstart on ring8 (no EMA): GN over two seeds, SN over one (its second diverged), a longer GN run.
+    # (modes covered, share of samples far from every mode) at each evaluation:
+    train_run(results / "quick/gn/seed-0", quickstart("gn", 0), point_steps(500, [(6, 0.3), (8, 0.2), (8, 0.1)]))
+    train_run(results / "quick/gn/seed-1", quickstart("gn", 1), point_steps(500, [(7, 0.25), (8, 0.15), (7, 0.05)]))
+    train_run(results / "quick/sn/seed-0", quickstart("sn", 0), point_steps(500, [(5, 0.4), (6, 0.3), (7, 0.28)]))
+    train_run(results / "quick/sn/seed-1", quickstart("sn", 1), point_steps(500, [(5, 0.39)]), status="diverged")
+    long = quickstart("gn", 0, steps=3000, every=1500)
+    train_run(results / "quick-long/gn/seed-0", long, point_steps(1500, [(8, 0.12), (8, 0.09)]))
 
-    # Damaged results: a run whose metrics.parquet is not Parquet, a run of another schema, an empty folder.
-    broken = write_run(results, "damaged/parquet", quickstart("gn", 7), [])
+    # Damaged results: metrics.parquet that is not Parquet, a run of another schema, an empty folder.
+    broken = train_run(results / "damaged/parquet", quickstart("gn", 7), point_steps(500, [(8, 0.1)]))
     broken.metrics_path.write_bytes(b"not a parquet file")
     (results / "damaged" / "old-schema").mkdir(parents=True)
     (results / "damaged" / "old-schema" / "run.json").write_text(
@@ -250,103 +287,203 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return build_results(tmp_path_factory.mktemp("report"))
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if REGENERATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.is_file(), f"{path} missing; run with GANBENCH_REGEN_GOLDEN=1 to create it, then check it by hand"
-    assert text == path.read_text(), f"report differs from {path}; if intended, regenerate (see module docstring)"
-
-
-@pytest.mark.parametrize(("fmt", "name"), [("markdown", "report.md"), ("latex", "report.tex"), ("csv", "report.csv")])
-def test_rendering_matches_golden(results: tuple[Path, Path], fmt: str, name: str) -> None:
-    folder, recipes = results
-    text, warnings = build_report(folder, fmt, None, recipe_dirs=[recipes])
-    check_golden(name, text)
-    assert len(warnings) == 2  # the damaged Parquet file and the old schema; the empty folder is no run
-
-
-def test_warnings_name_each_problem_and_the_rest_renders(results: tuple[Path, Path]) -> None:
-    folder, recipes = results
-    text, warnings = build_report(folder, "markdown", None, recipe_dirs=[recipes])
-    assert any("damaged/parquet" in w and "unreadable Parquet" in w for w in warnings)
-    assert any("damaged/old-schema" in w and "schema 0" in w for w in warnings)
-    assert "| damaged/parquet |" in text  # the run itself is still listed, without values
-    assert "CIFAR-10 and STL-10" in text and "CelebA-HQ" in text and "quickstart: methods over seeds" in text
-    assert "/somewhere" not in text and "cuda:0" not in text and "2026-01-01" not in text
-
-
-def test_hand_computed_cells(results: tuple[Path, Path]) -> None:
+@pytest.fixture(scope="module")
+def cells(results: tuple[Path, Path]) -> list[dict[str, str]]:
     folder, recipes = results
     text, _ = build_report(folder, "csv", None, recipe_dirs=[recipes])
-    import csv
-    import io
-
-    rows = list(csv.DictReader(io.StringIO(text)))
-    gn_fid = [
-        r
-        for r in rows
-        if r["table"] == "cifar-stl"
-        and r["row"] == "GN-GAN"
-        and r["metric"] == "fid"
-        and r["dataset"] == "CIFAR-10"
-        and r["n"] == "2"
-    ]
-    assert len(gn_fid) == 1
-    (cell,) = gn_fid
-    assert float(cell["ours_mean"]) == pytest.approx(20.0)
-    assert float(cell["ours_std"]) == pytest.approx(np.std([19.5, 20.5], ddof=1))
-    assert float(cell["delta"]) == pytest.approx(20.0 - 19.31)
-    assert cell["ours_best"] == "1"
-    # IS at the step of the best FID (10000 for both seeds): 7.5 and 7.7, not the later 7.9.
-    gn_is = [r for r in rows if r["row"] == "GN-GAN" and r["metric"] == "is_mean" and r["n"] == "2"]
-    assert float(gn_is[0]["ours_mean"]) == pytest.approx(7.6)
-    # The short run has its own protocol marker and is not averaged in.
-    short = [
-        r
-        for r in rows
-        if r["table"] == "cifar-stl"
-        and r["row"] == "GN-GAN"
-        and r["metric"] == "fid"
-        and r["n"] == "1"
-        and r["dataset"] == "CIFAR-10"
-    ]
-    assert len(short) == 1 and float(short[0]["ours_mean"]) == 38.0
-    assert short[0]["protocol"] != cell["protocol"]
-    assert "train.steps = 10000" in short[0]["protocol_detail"]
-    # STL-10 names where its protocol differs from the papers'.
-    stl = [r for r in rows if r["dataset"] == "STL-10" and r["metric"] == "fid" and r["ours_mean"]]
-    assert "n_fake 10000 (papers: 50000)" in stl[0]["protocol_detail"]
-    assert "reference split train (papers: unlabeled)" in stl[0]["protocol_detail"]
-    # CelebA-HQ: no protocol columns in its metrics, so they read "unknown".
-    celeba = [r for r in rows if r["table"] == "celebahq" and r["ours_mean"]]
-    assert float(celeba[0]["ours_mean"]) == 15.25 and float(celeba[0]["paper_value"]) == 14.78
-    assert "n_fake unknown" in celeba[0]["protocol_detail"]
-    # Quickstart: GN seed 0 picks step 1500 (8 modes, 85 %), seed 1 step 1000 (8 modes, 82 %); the longer
-    # GN run (8 modes, 91 %) is a row of its own.
-    quick = [r for r in rows if r["table"] == "generic-quickstart" and r["row"] == "GN-GAN" and r["n"] == "2"]
-    assert {r["metric"]: float(r["ours_mean"]) for r in quick} == {"modes_covered": 8.0, "hq_percent": 83.5}
-    assert float(next(r for r in quick if r["metric"] == "hq_percent")["ours_std"]) == pytest.approx(2.1213203)
+    return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_markdown_and_html_embed_figures_that_exist(results: tuple[Path, Path], tmp_path: Path) -> None:
+def find(cells: list[dict[str, str]], **where: str) -> list[dict[str, str]]:
+    return [cell for cell in cells if all(cell[key] == value for key, value in where.items())]
+
+
+def reported(folder: Path, generator: str) -> dict[str, float]:
+    """What a run reports, picked here from its metrics.parquet: among `generator`'s in-training rows, the
+    evaluation with the lowest FID, every metric at that step."""
+    rows = pd.read_parquet(folder / "metrics.parquet")
+    rows = rows[(rows["generator"] == generator) & (rows["checkpoint"] == "in-training")]
+    fid = rows[rows["metric"] == "fid"].set_index("step")["value"]
+    best = rows[rows["step"] == fid.idxmin()]
+    return dict(zip(best["metric"], best["value"], strict=True))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def test_seeds_of_one_protocol_average_to_the_rows_best_fid_and_is_at_that_step(
+    results: tuple[Path, Path], cells: list[dict[str, str]]
+) -> None:
+    folder, _ = results
+    seeds = [reported(folder / f"cifar10/gn/seed-{seed}", "ema") for seed in (0, 1)]
+    (fid,) = find(
+        cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="fid", seeds="0 1"
+    )
+    mean, std = mean_std([s["fid"] for s in seeds])
+    assert float(fid["ours_mean"]) == pytest.approx(mean, rel=1e-9)
+    assert float(fid["ours_std"]) == pytest.approx(std, rel=1e-9)
+    assert fid["n"] == "2"
+    assert float(fid["paper_value"]) == PAPER_GN_CIFAR10_CNN_FID
+    assert float(fid["delta"]) == pytest.approx(mean - PAPER_GN_CIFAR10_CNN_FID, rel=1e-9)
+    (inception_score,) = find(
+        cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="is_mean", seeds="0 1"
+    )
+    mean, std = mean_std([s["is_mean"] for s in seeds])
+    assert float(inception_score["ours_mean"]) == pytest.approx(mean, rel=1e-9)
+    assert float(inception_score["ours_std"]) == pytest.approx(std, rel=1e-9)
+    assert inception_score["protocol"] == fid["protocol"]
+
+
+def test_the_picks_differ_from_other_plausible_picks(results: tuple[Path, Path]) -> None:
+    """The fixture is built so that a wrong pick gives another number: for GN seed 0 the last evaluation, the raw
+    G's best FID and the best IS each lie elsewhere than the EMA G's best FID."""
+    folder, _ = results
+    rows = pd.read_parquet(folder / "cifar10/gn/seed-0" / "metrics.parquet")
+    ema, raw = rows[rows["generator"] == "ema"], rows[rows["generator"] == "raw"]
+    fid = ema[ema["metric"] == "fid"].set_index("step")["value"]
+    inception_score = ema[ema["metric"] == "is_mean"].set_index("step")["value"]
+    assert fid.idxmin() == 2000
+    assert fid.index.max() == 3000
+    assert inception_score.idxmax() == 3000
+    assert raw[raw["metric"] == "fid"]["value"].min() > fid.min()
+
+
+def test_the_recipes_selected_generator_is_reported(results: tuple[Path, Path], cells: list[dict[str, str]]) -> None:
+    folder, _ = results
+    (fid,) = find(cells, table="cifar-stl", group="Standard CNN", row="SN-GAN", dataset="CIFAR-10", metric="fid")
+    expected = reported(folder / "cifar10/sn/seed-0", "raw")  # SN's recipe selects the raw G
+    assert float(fid["ours_mean"]) == pytest.approx(expected["fid"], rel=1e-9)
+    assert expected["fid"] != pytest.approx(reported(folder / "cifar10/sn/seed-0", "ema")["fid"])
+    assert "raw generator" in fid["protocol_detail"].lower()
+    (runs_row,) = find(cells, table="runs", row="cifar10/sn/seed-0", metric="fid")
+    assert "reported step (G)=2000 (raw)" in runs_row["info"]
+
+
+def test_another_evaluation_protocol_is_its_own_cell(cells: list[dict[str, str]], results: tuple[Path, Path]) -> None:
+    folder, _ = results
+    gn_fid = find(cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="fid")
+    by_seeds = {cell["seeds"]: cell for cell in gn_fid}
+    assert set(by_seeds) == {"0 1", "2", "3"}  # seed 4 is still running: not in the paper table
+    other = by_seeds["2"]
+    assert other["n"] == "1" and other["ours_std"] == ""
+    assert float(other["ours_mean"]) == pytest.approx(reported(folder / "cifar10/gn/seed-2", "ema")["fid"], rel=1e-9)
+    assert len({cell["protocol"] for cell in gn_fid}) == 3
+    assert "weights " + "d" * 64 in other["protocol_detail"]
+    assert "weights " + "c" * 64 in by_seeds["0 1"]["protocol_detail"]
+    assert "training as the paper recipe" in other["protocol_detail"].lower()  # only the evaluation differs
+    short = by_seeds["3"]
+    assert "train.steps = 2000 (paper recipe: 3000)" in short["protocol_detail"]
+    assert float(short["ours_mean"]) == pytest.approx(reported(folder / "cifar10/gn-short/seed-3", "ema")["fid"])
+
+
+def test_footnotes_name_the_rows_protocol_and_where_it_differs_from_the_papers(cells: list[dict[str, str]]) -> None:
+    (gn,) = find(
+        cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="fid", seeds="0 1"
+    )
+    detail = gn["protocol_detail"]
+    for words in (
+        "n_fake 40",
+        "n_real 64",
+        "reference cifar10 train",
+        "extractor channel-stats",
+        "resize none",
+        "quantized yes",
+        f"sample seed {2**31 - 1}",
+        '"splits": 10',  # IS's settings, beside FID's
+        "n_fake 40 (papers: 50000)",
+        "EMA generator (papers: raw)",
+    ):
+        assert words in detail, words
+    (stl,) = find(cells, table="cifar-stl", group="ResNet", row="PGN-GAN-CR", dataset="STL-10", metric="fid")
+    assert "reference split train (papers: unlabeled)" in stl["protocol_detail"]
+    assert "training as the paper recipe" in stl["protocol_detail"].lower()
+
+
+def test_2d_cells_are_the_hand_known_modes_and_quality(cells: list[dict[str, str]]) -> None:
+    # GN seed 0 reports 1500 (8 modes, 90 %), seed 1 reports 1000 (8 modes, 85 %): most modes, then most HQ.
+    gn = {cell["metric"]: cell for cell in find(cells, table="generic-quickstart", row="GN-GAN", n="2")}
+    assert float(gn["modes_covered"]["ours_mean"]) == 8.0 and float(gn["modes_covered"]["ours_std"]) == 0.0
+    assert float(gn["hq_percent"]["ours_mean"]) == pytest.approx(87.5)
+    assert float(gn["hq_percent"]["ours_std"]) == pytest.approx(5 / math.sqrt(2))
+    # SN: seed 0 only (seed 1 diverged): 7 modes, 72 % at 1500.
+    sn = {cell["metric"]: cell for cell in find(cells, table="generic-quickstart", row="SN-GAN")}
+    assert (float(sn["modes_covered"]["ours_mean"]), float(sn["hq_percent"]["ours_mean"])) == (7.0, 72.0)
+    assert sn["hq_percent"]["n"] == "1" and sn["hq_percent"]["seeds"] == "0"
+    # The longer GN run: 8 modes, 91 % at 3000, a row of its own marked with its training difference.
+    (long,) = find(cells, table="generic-quickstart", row="GN-GAN", metric="hq_percent", n="1")
+    assert float(long["ours_mean"]) == 91.0 and long["protocol"] != gn["hq_percent"]["protocol"]
+    assert "train.steps = 3000" in long["protocol_detail"]
+    assert "Raw generator (no EMA in this recipe)" in long["protocol_detail"]
+
+
+def test_the_table_of_all_runs_lists_each_run_once(results: tuple[Path, Path], cells: list[dict[str, str]]) -> None:
+    runs = {cell["row"] for cell in find(cells, table="runs")}
+    assert runs == {
+        "cifar10/gn/seed-0",
+        "cifar10/gn/seed-1",
+        "cifar10/gn/seed-2",
+        "cifar10/gn/seed-4",
+        "cifar10/gn-short/seed-3",
+        "cifar10/sn/seed-0",
+        "stl10/pgn-cr/seed-0",
+        "quick/gn/seed-0",
+        "quick/gn/seed-1",
+        "quick/sn/seed-0",
+        "quick/sn/seed-1",
+        "quick-long/gn/seed-0",
+        "damaged/parquet",
+    }
+    (running,) = find(cells, table="runs", row="cifar10/gn/seed-4", metric="fid")
+    folder, _ = results
+    assert float(running["ours_mean"]) == pytest.approx(reported(folder / "cifar10/gn/seed-4", "ema")["fid"])
+    assert "status=interrupted" in running["info"] and "step=1000/3000" in running["info"]
+    (damaged,) = find(cells, table="runs", row="damaged/parquet")
+    assert damaged["metric"] == "" and "status=finished" in damaged["info"]
+
+
+def test_markdown_and_latex_show_the_same_numbers(results: tuple[Path, Path]) -> None:
     folder, recipes = results
-    for fmt, name in (("markdown", "report.md"), ("html", "report.html")):
-        output = tmp_path / name
-        text, warnings = build_report(folder, fmt, output, recipe_dirs=[recipes])
-        assert output.read_text() == text
-        assert not any("figure not drawn" in w for w in warnings)
-        images = sorted((tmp_path / f"{output.stem}_plots").glob("*.png"))
-        names = {image.name for image in images}
-        assert {
-            "generic-quickstart-curves.png",
-            "generic-quickstart-samples.png",
-            "cifar-stl-curves.png",
-        } <= names
-        for image in images:
-            assert f"{output.stem}_plots/{image.name}" in text
-            assert Image.open(image).size[0] > 200
+    seeds = [reported(folder / f"cifar10/gn/seed-{seed}", "ema")["fid"] for seed in (0, 1)]
+    mean, std = mean_std(seeds)
+    markdown, _ = build_report(folder, "markdown", None, recipe_dirs=[recipes])
+    latex, _ = build_report(folder, "latex", None, recipe_dirs=[recipes])
+    assert f"{mean:.2f} ± {std:.2f} (n=2)" in markdown
+    assert f"{mean:.2f} $\\pm$ {std:.2f} (n=2)" in latex
+    delta = f"{mean - PAPER_GN_CIFAR10_CNN_FID:+.2f}"
+    assert f"| 19.31 ± .76 | {delta} |" in markdown
+
+
+def test_warnings_name_each_problem_and_no_machine_detail_is_shown(results: tuple[Path, Path]) -> None:
+    folder, recipes = results
+    rows = pd.read_parquet(folder / "cifar10/gn/seed-0" / "metrics.parquet")
+    assert set(rows["weights"]) == {"channel-stats.pt"} and set(rows["device"]) == {"cpu"}
+    for fmt in ("markdown", "latex", "csv", "html"):
+        text, warnings = build_report(folder, fmt, None, recipe_dirs=[recipes], figures=False)
+        assert len(warnings) == 2, warnings
+        assert any("damaged/parquet" in w and "unreadable Parquet" in w for w in warnings)
+        assert any("damaged/old-schema" in w and "schema 0" in w for w in warnings)
+        assert str(folder.parent) not in text  # no machine paths: the weights file's folder, the results folder
+        assert not any(time in text for time in rows["time"])
+
+
+def test_markdown_embeds_figures_that_exist(results: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, recipes = results
+    output = tmp_path / "report.md"  # the HTML page's figures: tests/test_report_html.py
+    text, warnings = build_report(folder, "markdown", output, recipe_dirs=[recipes])
+    assert output.read_text() == text
+    assert not any("figure not drawn" in w for w in warnings)
+    images = sorted((tmp_path / "report_plots").glob("*.png"))
+    assert {image.name for image in images} == {
+        "generic-quickstart-curves.png",
+        "generic-quickstart-samples.png",
+        "cifar-stl-curves.png",
+        "cifar-stl-cifar10-cnn-samples.png",
+        "cifar-stl-stl10-resnet-samples.png",
+    }
+    for image in images:
+        assert f"report_plots/{image.name}" in text
+        assert Image.open(image).size[0] > 200
 
 
 def test_empty_results_say_so(tmp_path: Path) -> None:
@@ -356,3 +493,12 @@ def test_empty_results_say_so(tmp_path: Path) -> None:
     text, warnings = build_report(tmp_path / "absent", "csv", None)
     assert text.startswith("table,group,row")
     assert "no such folder" in warnings[0]
+
+
+def test_only_one_folder_of_runs(tmp_path: Path, results: tuple[Path, Path]) -> None:
+    """A results folder holding only the quickstart: its table and the table of all runs, nothing else."""
+    folder, recipes = results
+    shutil.copytree(folder / "quick", tmp_path / "quick")
+    text, warnings = build_report(tmp_path, "csv", None, recipe_dirs=[recipes])
+    assert not warnings
+    assert {cell["table"] for cell in csv.DictReader(io.StringIO(text))} == {"generic-quickstart", "runs"}

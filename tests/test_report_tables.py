@@ -20,7 +20,7 @@ from ganbench.report.tables import (
 )
 
 
-def test_paper_numbers_are_those_of_design_section_6() -> None:
+def test_paper_numbers_are_those_printed_in_the_pgn_gan_paper() -> None:
     numbers = papers.load()
     gn = numbers.get("cifar10", "cnn", "gn", "fid")
     assert gn is not None and (gn.value, gn.std, gn.text) == (19.31, 0.76, "19.31 ± .76")
@@ -30,7 +30,7 @@ def test_paper_numbers_are_those_of_design_section_6() -> None:
     assert numbers.get("celebahq256", "resnet", "pgn", "fid").value == 6.186  # type: ignore[union-attr]
     assert numbers.get("cifar10", "cnn", "sn", "fid") is None  # "–" in the paper
     assert numbers.get("cifar10", "real", "real", "is").value == 11.24  # type: ignore[union-attr]
-    # Hand count of §6: CIFAR-10 15 IS + 10 FID, STL-10 14 + 14, CelebA-HQ 6 FID, real data 2 IS.
+    # Counted by hand in the paper's tables: CIFAR-10 15 IS + 10 FID, STL-10 14 + 14, CelebA-HQ 6 FID, real data 2 IS.
     assert len(numbers.values) == 25 + 28 + 6 + 2
     assert all(value.source.startswith("Xia 2023") and value.table for value in numbers.values)
     assert numbers.rows("cifar10", "resnet") == ["wgan-gp", "sn", "sn-cr", "gn", "gn-cr", "pgn", "pgn-cr"]
