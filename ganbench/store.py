@@ -128,6 +128,19 @@ class RunDir:
         finally:
             os.close(fd)
 
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete the temp files a killed writer left (atomic writes' .NAME.*.tmp, checkpoints' .staged/.link);
+        call it holding the lock, when no write can be in progress. Returns what it removed."""
+        removed = []
+        for folder in (self.root, self.checkpoints_dir, self.samples_dir):
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if path.name.startswith(".") and path.name.endswith((".tmp", ".staged", ".link")) and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
+
     def exists(self) -> bool:
         """Whether this is a run directory (it has a run.json), not merely a folder."""
         return self.run_path.is_file()

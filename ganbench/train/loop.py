@@ -509,6 +509,7 @@ class Trainer:
 
     def _run_locked(self, existing: dict[str, Any] | None, evaluator: Any) -> dict[str, Any]:
         run = self.run_dir
+        run.remove_stale_temps()  # a killed predecessor's half-written files
         if existing is None:
             run.write_recipe(self.recipe)
             run.write_run(
