@@ -223,11 +223,11 @@ NON_SEMANTIC_KEYS = (
 )
 
 
-_TYPE_FIX = {
-    int: "an integer, e.g. 3",
-    float: "a number, e.g. 0.5",
-    str: 'a string, e.g. "text" (in quotes in TOML)',
-    bool: "true or false",
+_TYPE_FIX = {  # type -> (what it is, how to write one)
+    int: ("an integer", "write a whole number, e.g. 3"),
+    float: ("a number", "write a number, e.g. 0.5"),
+    str: ("a string", 'write it in quotes, e.g. "text"'),
+    bool: ("true or false", "write true or false"),
 }
 
 
@@ -256,7 +256,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             raise RecipeError(f"{key}: {_show(value)} is too large for a number; give a finite value") from None
     wrong = isinstance(value, bool) != (tp is bool) or not isinstance(value, tp)
     if wrong:
-        raise RecipeError(f"{key}: expected {_TYPE_FIX.get(tp, str(tp))}, got {_show(value)}")
+        kind, fix = _TYPE_FIX[tp]
+        raise RecipeError(f"{key}: expected {kind}, got {_show(value)}; {fix}")
     if tp is float and not math.isfinite(value):
         raise RecipeError(f"{key}: {_show(value)} is not a finite number; give a finite value, e.g. 0.5")
     if tp is str and any(_is_control(c) for c in value):
