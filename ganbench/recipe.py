@@ -79,7 +79,7 @@ def _check_device(key: str, value: str) -> None:
     # Only the form is checked here; whether CUDA is present is the trainer's check, on the machine that trains.
     if value == "auto":
         return
-    import torch  # here, not at the top: reading a recipe should not need torch
+    import torch  # on use, not at the top: importing this module (the report does) should not import torch
 
     try:
         device = torch.device(value)
@@ -458,7 +458,7 @@ POINT_METRICS = ("modes",)
 
 
 def _check_metrics(metrics: list[str], dataset: str, *, points: bool) -> None:
-    from ganbench.metrics.inception import METRICS  # here: it imports torch, which reading a recipe should not need
+    from ganbench.metrics.inception import METRICS  # on use: it imports torch and pandas
 
     allowed = (*METRICS, *POINT_METRICS)
     choose = f"choose from {', '.join(METRICS)}" + (f" or {', '.join(POINT_METRICS)}" if points else "")
