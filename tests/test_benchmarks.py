@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from tests.test_metrics_evaluate import image_recipe
 from tests.test_metrics_inception import save_tiny_trunk
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+PARTS = ("generate", "features", "statistics", "sqrt")
 
 
 @pytest.fixture(autouse=True)
@@ -146,3 +149,46 @@ def test_fast_evaluation_gives_the_reference_paths_fid_and_a_breakdown(
         assert list(result[f"{side}_parts_s"]) == ["generate", "features", "statistics", "sqrt"]
     assert result["reference_s"] >= sum(result["reference_parts_s"].values())  # the parts lie inside the pass
     assert "ganbench_fid" in first and "reference_fid" not in first and last == set(result)  # partial, then all
+
+
+@pytest.mark.slow
+def test_the_gpu_check_dry_run_runs_every_stage_and_writes_both_reports(tmp_path: Path) -> None:
+    """benchmarks/gpu_check.sh --dry-run: every stage on the CPU at tiny sizes with stand-in data and Inception, so
+    the script the GPU machine runs cannot rot unnoticed (half a minute on two busy cores)."""
+    results = tmp_path / "results"
+    env = {**os.environ, "GPU_CHECK_RESULTS": str(results), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu_check.sh"), "--dry-run"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (results / "gpu_check.json").read_text()
+    report = json.loads(text)
+    assert {"gpu", "torch", "cuda", "date", "commit", "dry_run", "budget_s", "wall_s"} <= set(report["meta"])
+    assert report["meta"]["dry_run"] is True and "gpu_check-" not in text  # the scratch folder is named <work>
+    stages = report["stages"]
+    assert list(stages) == ["gpu_tests", "fid_train_test", "step_speed", "resume_run", "eval_speed"]
+    assert {name: stage["status"] for name, stage in stages.items()} == dict.fromkeys(stages, "ok")
+
+    assert any("test_train_fast.py::test_the_first_replayed_step" in test for test in stages["gpu_tests"]["tests"])
+    assert stages["fid_train_test"]["train_images"] == 30 and stages["fid_train_test"]["test_images"] == 20
+    assert stages["fid_train_test"]["fid"] >= 0 and stages["fid_train_test"]["within_tolerance"] is None
+    speeds = stages["step_speed"]["results"]
+    assert [r["recipe"] for r in speeds] == ["cifar10_cnn_gn", "cifar10_resnet_gn"]
+    assert all(r["reference_images_per_s"] == r["reference_g_steps_per_s"] * r["images_per_g_step"] for r in speeds)
+
+    run = stages["resume_run"]
+    assert run["stopped"]["exit_code"] == 130 and run["stopped"]["status"] == "interrupted"
+    assert 0 < run["stopped"]["step"] < run["steps"] and run["resumed"]["status"] == "finished"
+    comparison = run["comparison"]
+    assert comparison["both_at_final_step"] and comparison["same_data_position"] and comparison["same_torch_rng"]
+    assert comparison["same_logged_steps"] and comparison["logged_steps_unique"]
+    assert run["ema_fid"]["straight"] == pytest.approx(run["ema_fid"]["resumed"])  # on the CPU: the same run
+
+    evaluation = stages["eval_speed"]
+    assert evaluation["fid_difference"] <= 1e-6 * evaluation["reference_fid"] and "<work>" in evaluation["generator"]
+    assert set(evaluation["ganbench_parts_s"]) == set(evaluation["reference_parts_s"]) == set(PARTS)
+
+    markdown = (results / "gpu_check.md").read_text()
+    for heading in ("## GPU tests", "## FID(train, test)", "## Training step speed", "## Stopped and resumed"):
+        assert heading in markdown
+    assert "## FID evaluation" in markdown
