@@ -23,11 +23,14 @@ from tests.reference import official_step
 
 RTOL = 1e-10
 # Errors are relative to a tensor's largest entry, but never to less than 1 (the nets' weight scale: BN weights start
-# at 1), i.e. at most 1e-10 absolute. Some weights carry no signal to compare relatively: a conv bias ahead of a
-# BatchNorm has no gradient in exact arithmetic, and Adam turns a near-zero gradient's rounding noise δ into a step
-# of lr·δ/eps, so such a bias holds noise of ~1e-13 next to weights of ~0.05. Every planted bug moves weights by
-# orders of magnitude more than 1e-10.
+# at 1), i.e. at most 1e-10 absolute: Adam divides by √v + eps, so a weight whose gradient nearly cancels moves by
+# lr·g/(|g| + eps) and its rounding errors are magnified by up to lr/eps.
 SCALE_FLOOR = 1.0
+# A tensor the reference leaves wholly below this is a zero-initialised bias the loss does not reach in exact
+# arithmetic (a conv bias ahead of a BatchNorm): its Adam steps are rounding noise times lr/eps (seen up to ~1e-10),
+# where a real Adam step is ~lr (1e-3). Noise against noise is no comparison: the trainer's copy must merely stay
+# below it too.
+NOISE_LEVEL = 1e-8
 
 BASE = """
 name = "reference"
@@ -48,8 +51,8 @@ steps = 3
 n_dis = 1
 batch_size_d = 8
 batch_size_g = 12
-lr_d = 2e-3
-lr_g = 1e-3
+lr_d = 2e-4
+lr_g = 2e-4
 beta1 = 0.5
 beta2 = 0.9
 ema_decay = 0.9
@@ -83,8 +86,15 @@ CASES: dict[str, list[str]] = {
     ],
     "ema-start-3": ["method.name=gn", "train.steps=5", "train.ema_start=3", "train.ema_decay=0.9"],
     "wgan-gp": ["method.name=wgan-gp", "loss.name=wasserstein", "method.gp_lambda=5.0", "train.n_dis=2"],
-    "gran-ratio": ["method.name=gran", "method.gran_k=2.5", "method.gran_eps=0.01", 'method.gran_variant="ratio"'],
+    "gran-ratio": [
+        "model.arch=resnet32",
+        "method.name=gran",
+        "method.gran_k=2.5",
+        "method.gran_eps=0.01",
+        'method.gran_variant="ratio"',
+    ],
     "gran-additive": [
+        "model.arch=resnet32",
         "method.name=gran",
         "method.gran_k=0.7",
         "method.gran_eps=0.05",
@@ -137,7 +147,8 @@ def reference_and_trainer(recipe: Recipe, tmp_path: Path) -> tuple[dict[str, Any
 
 
 def mismatches(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], what: str) -> list[str]:
-    """One line per tensor that differs by more than RTOL of max(the expected tensor's largest entry, SCALE_FLOOR)."""
+    """One line per tensor that differs by more than RTOL of max(the expected tensor's largest entry, SCALE_FLOOR),
+    or, where the reference holds only rounding noise (below NOISE_LEVEL), that the trainer lets grow past it."""
     assert actual.keys() == expected.keys(), f"{what}: keys differ: {set(actual) ^ set(expected)}"
     lines = []
     for key, want in expected.items():
@@ -146,6 +157,10 @@ def mismatches(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor
         if not want.is_floating_point():
             if not torch.equal(got, want):
                 lines.append(f"{what}.{key}: {got.tolist()} != {want.tolist()}")
+            continue
+        if want.abs().max() < NOISE_LEVEL:
+            if not got.abs().max() < NOISE_LEVEL:
+                lines.append(f"{what}.{key}: {got.abs().max():.3e} where the reference leaves rounding noise only")
             continue
         error = ((got - want).abs().max() / want.abs().max().clamp_min(SCALE_FLOOR)).item()
         if not error <= RTOL:
