@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -93,6 +94,118 @@ def test_non_empty_foreign_directory_is_refused(tiny_recipe_path: Path, tmp_path
         train(recipes.load(tiny_recipe_path), RunDir(tmp_path / "run"))
 
 
+# Which checkpoint is best: hand-chosen FIDs, so the answer is known without any network being good.
+
+FIDS = {  # step -> FID of each generator; raw is best at step 2, EMA at step 3, neither improves monotonically
+    "raw": {1: 50.0, 2: 20.0, 3: 30.0, 4: 25.0},
+    "ema": {1: 45.0, 2: 35.0, 3: 10.0, 4: 15.0},
+}
+
+
+class HandScores:
+    """An in-training evaluator giving FIDS[generator][step]; it records which generators it was given."""
+
+    def __init__(self) -> None:
+        self.given: list[tuple[int, list[str]]] = []
+
+    def factory(self, recipe: Any, run: RunDir, device: torch.device) -> HandScores:
+        return self
+
+    def __call__(self, step: int, generators: dict[str, torch.nn.Module]) -> list[dict[str, Any]]:
+        self.given.append((step, sorted(generators)))
+        return [
+            {"step": step, "checkpoint": "in-training", "generator": kind, "metric": "fid", "value": FIDS[kind][step]}
+            for kind in generators
+        ]
+
+
+def _nets(path: Path) -> dict[str, torch.Tensor]:
+    state = checkpoint.load(path)
+    return {f"{net}.{k}": v for net in ("G", "D", "G_ema") for k, v in (state[net] or {}).items()}
+
+
+@pytest.mark.parametrize(
+    ("ema_decay", "select", "best_step", "generator"),
+    [(0.9, "ema", 3, "ema"), (0.9, "raw", 2, "raw"), (0.0, "ema", 2, "raw")],  # no EMA: the raw G decides
+)
+def test_best_checkpoint_is_the_selected_generators_lowest_fid(
+    tiny_recipe_path: Path, tmp_path: Path, ema_decay: float, select: str, best_step: int, generator: str
+) -> None:
+    overrides = ["train.steps=4", "train.checkpoint_every=1", "eval.every=1", f"train.ema_decay={ema_decay}"]
+    recipe = recipes.load(tiny_recipe_path, [*overrides, f"eval.select='{select}'"])
+    run, scores = RunDir(tmp_path / "run"), HandScores()
+    info = train(recipe, run, evaluator_factory=scores.factory)
+    kinds = ["ema", "raw"] if ema_decay else ["raw"]
+    assert scores.given == [(step, kinds) for step in (1, 2, 3, 4)]
+    assert info["best"] == {
+        "score": FIDS[generator][best_step],
+        "step": best_step,
+        "metric": "fid",
+        "generator": generator,
+    }
+    best, at_step = _nets(run.checkpoint_path("best")), _nets(run.checkpoint_path(best_step))
+    assert checkpoint.load(run.checkpoint_path("best"))["step"] == best_step
+    assert best.keys() == at_step.keys() and all(torch.equal(best[k], at_step[k]) for k in best)
+    later = _nets(run.checkpoint_path(4))  # the weights did move on: the comparison above can tell steps apart
+    assert not all(torch.equal(best[k], later[k]) for k in best)
+
+
+# Resume: the rows written after the last checkpoint are recomputed, never duplicated.
+
+
+class StopAfter:
+    """A progress bar that raises KeyboardInterrupt once `step` G steps are done (before that step is logged)."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.done = step, 0
+
+    def start(self, task: str, total: int | None, completed: int = 0) -> None:
+        self.done = completed
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        self.done += n
+        if n and self.done == self.step:
+            raise KeyboardInterrupt
+
+    def finish(self) -> None:
+        pass
+
+
+ROW_TIMING = ["time", "wall_time_s"]
+
+
+@pytest.mark.parametrize("stop_at", [6, 3], ids=["after-checkpoint-4", "before-any-checkpoint"])
+def test_resume_keeps_exactly_the_rows_of_an_uninterrupted_run(
+    tiny_recipe_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int
+) -> None:
+    from ganbench.metrics.evaluate import TrainingEvaluator
+    from ganbench.train import loop
+
+    monkeypatch.setattr(loop, "HISTORY_FLUSH_SECONDS", 0.0)  # every log line on disk: rows past the checkpoint
+    overrides = ["train.steps=8", "train.checkpoint_every=4", "train.log_every=1", "eval.every=1"]
+    recipe = recipes.load(tiny_recipe_path, [*overrides, "eval.num_samples=400"])
+    straight = RunDir(tmp_path / "straight")
+    train(recipe, straight, evaluator_factory=TrainingEvaluator)
+
+    resumed = RunDir(tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, resumed, StopAfter(stop_at), TrainingEvaluator)
+    saved = checkpoint.newest_valid(resumed)
+    assert (saved["step"] if saved else 0) == (4 if stop_at > 4 else 0)
+    assert resumed.read_history()["step"].max() == stop_at - 1  # rows past the checkpoint, to be replaced
+    assert resumed.read_metrics()["step"].max() == stop_at - 1
+
+    info = train(recipe, resumed, evaluator_factory=TrainingEvaluator)
+    assert info["status"] == "finished"
+    history = [run.read_history().drop(columns=TIMING_COLUMNS) for run in (straight, resumed)]
+    pd.testing.assert_frame_equal(history[0], history[1])
+    metrics = [run.read_metrics().drop(columns=ROW_TIMING) for run in (straight, resumed)]
+    pd.testing.assert_frame_equal(metrics[0], metrics[1])
+    assert info["best"] == straight.read_run()["best"]
+    best = [_nets(run.checkpoint_path("best")) for run in (straight, resumed)]
+    assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
+
+
 KILLER = """
 import os, signal, sys
 from ganbench.train import loop
@@ -147,8 +260,10 @@ def test_resume_skips_a_damaged_last_checkpoint(tiny_recipe_path: Path, tmp_path
     (run.checkpoints_dir / "step-30.pt").unlink()
     run.checkpoint_path("last").write_bytes(run.checkpoint_path("last").read_bytes()[:100])
     run.update_run(status="running", step=20)
-    assert checkpoint.newest_valid(run)["step"] == 20
-    train(recipe, run)
+    with pytest.warns(RuntimeWarning, match="last.pt"):  # the user is told which file was passed over
+        assert checkpoint.newest_valid(run)["step"] == 20
+    with pytest.warns(RuntimeWarning, match="last.pt"):
+        train(recipe, run)
     a, b = _weights(straight), _weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
