@@ -108,6 +108,27 @@ def test_sn_normalizes_every_weight_to_unit_spectral_norm() -> None:
         assert torch.linalg.matrix_norm(weight, 2).item() == pytest.approx(1.0, abs=1e-3)
 
 
+def test_sn_power_iteration_runs_in_the_sngan_order() -> None:
+    """One training-mode forward from u = (1, 1)/√2 on W = diag(2, 1): v = Wᵀu/‖Wᵀu‖ = (2, 1)/√5, then
+    u = Wv/‖Wv‖ = (4, 1)/√17, σ = uᵀWv = 17/√85 (torch's parametrization, u first, would give another σ)."""
+    layer = nn.Linear(2, 2, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64)))
+    build_method(MethodConfig(name="sn")).prepare(nn.Sequential(layer))
+    sn = layer.parametrizations.weight[0]
+    with torch.no_grad():
+        sn._u.copy_(torch.tensor([1.0, 1.0], dtype=torch.float64) / 2**0.5)
+        sn._v.copy_(torch.tensor([0.0, 1.0], dtype=torch.float64))
+    weight = layer.weight  # a training-mode access: one power iteration
+    sigma = 17 / 85**0.5
+    assert torch.allclose(weight, torch.diag(torch.tensor([2.0, 1.0], dtype=torch.float64)) / sigma, atol=1e-12)
+    assert torch.allclose(sn._v, torch.tensor([2.0, 1.0], dtype=torch.float64) / 5**0.5, atol=1e-12)
+    assert torch.allclose(sn._u, torch.tensor([4.0, 1.0], dtype=torch.float64) / 17**0.5, atol=1e-12)
+    layer.eval()
+    again = layer.weight  # eval mode: no iteration, the same σ
+    assert torch.allclose(again, weight, atol=1e-12)
+
+
 def test_wgan_gp_and_max_gp_on_a_linear_d() -> None:
     d = nn.Linear(4, 1).double()
     w_norm = d.weight.detach().norm().item()
