@@ -297,6 +297,16 @@ def _run_json(run: Path) -> dict[str, Any]:
     return {}
 
 
+def _output_to(log: Path) -> None:
+    """This (forked) process's output, both the file descriptors and Python's streams, into `log`."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115  (lives as long as the process)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+
 def _fork_cli(args: list[str], log: Path) -> int:
     """`ganbench <args>` in a forked process: the console script's own code and exit code, without a new
     interpreter. Fork only where CUDA has not been touched yet. Returns the child's pid."""
@@ -307,9 +317,7 @@ def _fork_cli(args: list[str], log: Path) -> int:
         return pid
     code = 1
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        _output_to(log)
         sys.argv = ["ganbench", *args]
         from ganbench.cli import main
 
@@ -493,9 +501,7 @@ STAGE_FUNCTIONS = {
 def _stage_child(name: str, work: Path, cap: float, dry: bool, log: Path) -> None:
     """The forked stage process: its own process group (so a time-out stops its children too), output to its log."""
     os.setsid()
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
+    _output_to(log)
     code = 0
     try:
         STAGE_FUNCTIONS[name](Sizes(dry), work, cap, Record(work / f"{name}.json"))

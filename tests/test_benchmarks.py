@@ -151,6 +151,35 @@ def test_fast_evaluation_gives_the_reference_paths_fid_and_a_breakdown(
     assert "ganbench_fid" in first and "reference_fid" not in first and last == set(result)  # partial, then all
 
 
+def test_the_gpu_check_stops_a_stage_at_its_cap_and_keeps_what_it_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _script("gpu_check")
+
+    def too_slow(sizes: object, work: Path, cap: float, record: object) -> None:
+        record.set(measured=1)  # type: ignore[attr-defined]
+        time.sleep(120)
+
+    def broken(sizes: object, work: Path, cap: float, record: object) -> None:
+        record.set(measured=2)  # type: ignore[attr-defined]
+        raise ValueError("the stage broke")
+
+    monkeypatch.setitem(module.STAGE_FUNCTIONS, "step_speed", too_slow)
+    monkeypatch.setitem(module.STAGE_FUNCTIONS, "eval_speed", broken)
+    start = time.monotonic()
+    slow = module._run_stage("step_speed", 1.0, tmp_path, True)
+    assert time.monotonic() - start < 8  # stopped at its cap, not after its two minutes
+    assert slow["status"] == "timed out after 1 s (partial results)" and slow["measured"] == 1
+    failed = module._run_stage("eval_speed", 60.0, tmp_path, True)
+    assert failed["status"] == "failed (exit code 1)" and failed["measured"] == 2
+    assert "ValueError: the stage broke" in failed["log_tail"]
+
+    module.drive(tmp_path / "results", tmp_path / "work", budget=5, dry=True, only=["fid_train_test"])
+    report = json.loads((tmp_path / "results" / "gpu_check.json").read_text())
+    assert report["stages"] == {"fid_train_test": {"status": "skipped: the budget was spent", "seconds": 0, "cap_s": 0}}
+    assert "| fid_train_test | skipped: the budget was spent |" in (tmp_path / "results" / "gpu_check.md").read_text()
+
+
 @pytest.mark.slow
 def test_the_gpu_check_dry_run_runs_every_stage_and_writes_both_reports(tmp_path: Path) -> None:
     """benchmarks/gpu_check.sh --dry-run: every stage on the CPU at tiny sizes with stand-in data and Inception, so

@@ -192,6 +192,50 @@ def test_training_through_a_failed_capture_gives_the_eager_runs_numbers(
     assert plain.read_history()[columns].equals(fallen.read_history()[columns])
 
 
+def test_a_capture_failing_in_the_g_step_leaves_d_trainable(
+    tiny_recipe_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Capture runs the body's Python: one that fails inside the G step (after D was frozen for it) must not leave
+    D frozen for the eager step that follows (its D steps would silently not train D)."""
+    recipe = recipes.load(tiny_recipe_path, ["train.steps=8", "train.checkpoint_every=8"])
+    trainers: list[loop.Trainer] = []
+    d_trainable_at_each_step: list[bool] = []
+
+    def failing_in_the_g_step(body: Callable[[], None], stream: object) -> Callable[[], None]:
+        generator, calls = trainers[0].G, [0]
+        forward = generator.forward
+
+        def g_step_fails(*args: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            if calls[0] > recipe.train.n_dis:  # the D steps' samples came first: this is the G step's forward
+                raise RuntimeError("not capturable")
+            return forward(*args)
+
+        generator.forward = g_step_fails
+        try:
+            body()
+        finally:
+            del generator.forward
+        raise AssertionError("unreachable")
+
+    def runner(step: Callable[[], None], *args: object, **kwargs: object) -> StepRunner:
+        trainers.append(step.__self__)  # type: ignore[attr-defined]  (the trainer's bound _step)
+
+        def watched() -> None:
+            d_trainable_at_each_step.append(all(p.requires_grad for p in trainers[0].D.parameters()))
+            step()
+
+        return StepRunner(watched, *args, **kwargs, capture=failing_in_the_g_step, force_graph=True)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "StepRunner", runner)
+    trainer = loop.Trainer(recipe, RunDir(tmp_path / "run"))
+    with pytest.warns(CaptureFallbackWarning):
+        trainer.run()
+    assert trainer.runner.path == "eager (capture failed: RuntimeError: not capturable)"
+    assert len(d_trainable_at_each_step) == 8 + 1 and all(d_trainable_at_each_step)  # 8 steps and the capture
+    assert checkpoint.load(RunDir(tmp_path / "run").checkpoint_path("last"))["step"] == 8
+
+
 def test_rng_state_restores_from_a_checkpoint_loaded_onto_another_device(tmp_path: Path) -> None:
     """Resuming maps a checkpoint onto the training device; the generator states must come back to the host
     whatever that did to the tensors (here: onto the meta device, where no tensor holds data)."""
