@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 from typing import Any
@@ -20,13 +17,14 @@ from ganbench.errors import GanbenchError, RecipeError
 from ganbench.store import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = [  # the quickstart cut down to seconds: 300 steps, a checkpoint and an evaluation every 100
-    "train.steps=300",
-    "train.checkpoint_every=100",
-    "train.sample_every=100",
-    "train.log_every=50",
-    "eval.every=100",
-    "eval.num_samples=1000",
+FAST = [  # the quickstart cut down to its trainers' start-up: 30 steps, a checkpoint and an evaluation every 10
+    "train.device=cpu",
+    "train.steps=30",
+    "train.checkpoint_every=10",
+    "train.sample_every=0",
+    "train.log_every=5",
+    "eval.every=10",
+    "eval.num_samples=500",
 ]
 
 
@@ -62,7 +60,7 @@ def test_controlled_plan_changes_only_method_and_seed(tmp_path: Path) -> None:
 
 def test_overrides_give_their_own_stable_folder(tmp_path: Path) -> None:
     planned = plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)
-    assert planned[0].recipe.train.steps == 300
+    assert planned[0].recipe.train.steps == 30
     folder = planned[0].run_dir.parent.parent
     assert folder.parent == tmp_path / "compare" and folder.name.startswith("quickstart-")
     assert plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)[0].run_dir == planned[0].run_dir
@@ -250,7 +248,7 @@ def test_compare_quickstart_runs_then_skips_everything(tmp_path: Path) -> None:
     for item in done:
         metrics = RunDir(item.run_dir).read_metrics()
         assert set(metrics["metric"]) >= {"modes_covered", "hq_percent"}
-        assert sorted(set(metrics["step"])) == [100, 200, 300]
+        assert sorted(set(metrics["step"])) == [10, 20, 30]
     before = _mtimes(results)
     again = plan(["gn", "sn"], seeds=[0, 1], overrides=FAST, results=results)
     assert [item.state for item in again] == ["finished"] * 4
@@ -264,32 +262,49 @@ def test_compare_quickstart_runs_then_skips_everything(tmp_path: Path) -> None:
     assert "| GN-GAN | 0, 1 |" in text and "| SN-GAN | 0, 1 |" in text
 
 
+class StopAfter:
+    """A progress bar that raises KeyboardInterrupt once `step` G steps are done, as a stop between two steps."""
+
+    def __init__(self, step: int) -> None:
+        self.step, self.done = step, 0
+
+    def start(self, task: str, total: int | None, completed: int = 0) -> None:
+        self.done = completed
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        self.done += n
+        if n and self.done == self.step:
+            raise KeyboardInterrupt
+
+    def finish(self) -> None:
+        pass
+
+
 @pytest.mark.slow
-def test_compare_resumes_a_killed_run(tmp_path: Path) -> None:
-    (item,) = plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)
-    recipe_file = tmp_path / "recipe.toml"
-    recipe_file.write_text(item.recipe.to_toml())
-    process = subprocess.Popen(
-        compare.train_command(recipe_file, item.run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    first = item.run_dir / "checkpoints" / "step-100.pt"
-    deadline = time.monotonic() + 120
-    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert first.exists(), "the run never wrote its first checkpoint"
-    (replanned,) = plan(["gn"], seeds=[0], overrides=FAST, results=tmp_path)
-    if replanned.state == "finished":
-        pytest.skip("the run finished before it could be killed")
+def test_compare_resumes_a_stopped_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganbench.metrics.evaluate import TrainingEvaluator
+    from ganbench.train import loop
+
+    overrides = [*FAST, "eval.every=5"]
+    (item,) = plan(["gn"], seeds=[0], overrides=overrides, results=tmp_path)
+    # The planned run stopped in this process after step 17: checkpoint at 10, rows written up to 15.
+    monkeypatch.setattr(loop, "HISTORY_FLUSH_SECONDS", 0.0)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(item.recipe, RunDir(item.run_dir), StopAfter(17), TrainingEvaluator)
+    first = item.run_dir / "checkpoints" / "step-10.pt"
+    assert first.exists() and not (item.run_dir / "checkpoints" / "step-20.pt").exists()
+    assert RunDir(item.run_dir).read_history()["step"].max() == 15
+    assert RunDir(item.run_dir).read_metrics()["step"].max() == 15
+    (replanned,) = plan(["gn"], seeds=[0], overrides=overrides, results=tmp_path)
     assert replanned.state == "interrupted"
     kept = first.stat().st_mtime_ns
-    (done,) = run_plan([replanned])
+    (done,) = run_plan([replanned])  # a `ganbench train` subprocess
     assert done.state == "finished", done.message
     assert first.stat().st_mtime_ns == kept  # resumed from its checkpoint, not trained again from step 0
     history = RunDir(done.run_dir).read_history()
-    assert list(history["step"]) == sorted(set(history["step"])) and history["step"].max() == 300
+    assert list(history["step"]) == [5, 10, 15, 20, 25, 30]  # the rows past step 10 replaced, not duplicated
     metrics = RunDir(done.run_dir).read_metrics()
+    assert sorted(set(metrics["step"])) == [5, 10, 15, 20, 25, 30]
     assert sorted(metrics.groupby(["step", "metric"]).size().unique()) == [1]  # no evaluation twice
 
 
