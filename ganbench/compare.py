@@ -90,19 +90,31 @@ def parse_methods(text: str) -> list[str]:
     return found
 
 
+MAX_SEEDS = 1000  # a grid larger than this is a typo, not an experiment
+
+
 def parse_seeds(text: str) -> list[int]:
-    """`"0,1,2"` or `"0-2"` -> [0, 1, 2]."""
+    """`"0,1,2"` or `"0-2"` -> [0, 1, 2]; seeds are non-negative and at most MAX_SEEDS of them."""
     seeds: list[int] = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         span = re.fullmatch(r"(\d+)-(\d+)", item)
         if span:
-            seeds += range(int(span[1]), int(span[2]) + 1)
-        elif re.fullmatch(r"-?\d+", item):
+            low, high = int(span[1]), int(span[2])
+            if high < low:
+                raise GanbenchError(f"--seeds {text}: the range {item} is empty; write it low-high, e.g. 0-4")
+            if high - low + 1 + len(seeds) > MAX_SEEDS:
+                raise GanbenchError(f"--seeds {text}: more than {MAX_SEEDS} seeds; give a smaller range")
+            seeds += range(low, high + 1)
+        elif re.fullmatch(r"\d+", item):
             seeds.append(int(item))
+        elif re.fullmatch(r"-\d+", item):
+            raise GanbenchError(f"--seeds {text}: seed {item} is negative; seeds are 0, 1, 2, ...")
         else:
             raise GanbenchError(f"--seeds {text}: expected integers such as 0,1,2 or a range 0-4")
     if not seeds:
         raise GanbenchError(f"--seeds {text!r}: give at least one seed, e.g. --seeds 0,1,2")
+    if len(set(seeds)) > MAX_SEEDS:
+        raise GanbenchError(f"--seeds {text}: more than {MAX_SEEDS} seeds; give fewer")
     return list(dict.fromkeys(seeds))
 
 
@@ -379,7 +391,9 @@ class _Trainers:
                 if self.stopping:
                     return item
                 command = train_command(recipe_file, item.run_dir)
-                process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+                process = subprocess.Popen(
+                    command, stdout=handle, stderr=subprocess.STDOUT, env=env, preexec_fn=_stop_with_parent
+                )
                 self.live.append(process)
             code = process.wait()
             with self.lock:
@@ -403,6 +417,18 @@ class _Trainers:
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGINT)
                 process.wait()
+
+
+def _stop_with_parent() -> None:
+    """In the trainer, before it starts: ask Linux to send it SIGTERM (checkpoint and stop) when compare dies, even
+    by SIGKILL, so no trainer is orphaned to keep writing. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before the call: stop now
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _clear_stale_start(item: PlannedRun) -> None:
