@@ -81,16 +81,23 @@ def reference_fid(
 ) -> tuple[float, dict[str, float]]:
     """FID the plain way (per-batch features to the host, numpy statistics, scipy sqrtm), with its time per part.
 
-    The samples are ganbench's: z ~ N(0, I) from SAMPLE_SEED drawn at once on the host; "batch" BatchNorm samples
-    in G's train mode in batches of train.batch_size_g (buffers put back), "running" in eval mode."""
+    The samples are ganbench's: z ~ N(0, I) from SAMPLE_SEED drawn at once on the host. "running" BatchNorm samples
+    in G's eval mode, in batches of eval.batch_size; "batch" in train mode (buffers put back) in full batches of
+    train.batch_size_g, as the official code: the last one filled with codes drawn after the n kept, its images past
+    n dropped."""
     watch = _Stopwatch(device)
-    z_all = torch.randn(n, recipe.model.z_dim, generator=torch.Generator().manual_seed(SAMPLE_SEED))
+    codes = torch.Generator().manual_seed(SAMPLE_SEED)
+    z_all = torch.randn(n, recipe.model.z_dim, generator=codes)
     batch = recipe.train.batch_size_g if recipe.eval.bn_mode == "batch" else recipe.eval.batch_size
+    if recipe.eval.bn_mode == "batch" and n % batch:
+        z_all = torch.cat([z_all, torch.randn(batch - n % batch, recipe.model.z_dim, generator=codes)])
     parts = []
+    kept = 0
     with sampling_mode(generator, recipe.eval.bn_mode):
         for z in z_all.split(batch):
             with watch.part("generate"):
-                images = _quantize(generator(z.to(device)))
+                images = _quantize(generator(z.to(device)))[: n - kept]
+                kept += len(images)
             with watch.part("features"):
                 parts.append(extractor.features(images)["pool"].numpy())
     with watch.part("statistics"):
@@ -109,11 +116,17 @@ def staged_fid(evaluation: Evaluation, generator: nn.Module) -> tuple[float, dic
     recipe, device, ref = evaluation.recipe, evaluation.device, evaluation.ref
     watch = _Stopwatch(device)
     with watch.part("generate"):
-        batches = list(
-            generate_images(
-                generator, evaluation.num_samples, recipe.model.z_dim, recipe.eval.batch_size, device, evaluation.seed
-            )
+        samples = generate_images(
+            generator,
+            evaluation.num_samples,
+            recipe.model.z_dim,
+            evaluation.sample_batch,
+            device,
+            evaluation.seed,
+            evaluation.quantize,
+            evaluation.bn_mode,
         )
+        batches = list(samples)
     with watch.part("features"):
         pool = torch.cat([evaluation.extractor.features(images, on_device=True)["pool"] for images in batches])
     with watch.part("statistics"):

@@ -197,7 +197,7 @@ def stage_gpu_tests(sizes: Sizes, work: Path, cap: float, record: Record) -> Non
     import pytest
 
     files = sorted(
-        str(path.relative_to(REPO)) for path in (REPO / "tests").glob("test_*.py") if "mark.gpu" in path.read_text()
+        str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("test_*.py") if "mark.gpu" in path.read_text()
     )
     mode = ["--collect-only", "-q"] if sizes.dry else ["-v"]
     args = ["-m", "gpu", "-p", "no:cacheprovider", "--rootdir", str(REPO), *mode, *files]
