@@ -282,7 +282,7 @@ def stats(
         str | None, typer.Option(help="Local Inception weights file (also $GANBENCH_INCEPTION_WEIGHTS).")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Images per Inception batch.")] = 250,
+    batch_size: Annotated[int, typer.Option(help="Images per Inception batch.", min=1, max=65536)] = 250,
     export: Annotated[Path | None, typer.Option(help="Also write the statistics to this TTUR .npz.")] = None,
 ) -> None:
     """Compute (or read from the cache) a dataset split's Inception reference statistics."""

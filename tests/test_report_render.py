@@ -27,13 +27,14 @@ from PIL import Image
 from torch import nn
 
 from ganbench.data.synthetic import ring8_modes
+from ganbench.errors import GanbenchError
 from ganbench.metrics import inception
 from ganbench.metrics.evaluate import IN_TRAINING, Evaluation
 from ganbench.metrics.inception import Extractor
 from ganbench.metrics.refstats import RefStats, stats_key
 from ganbench.recipe import DataConfig, EvalConfig, LossConfig, MethodConfig, ModelConfig, Recipe, TrainConfig
 from ganbench.report import build_report
-from ganbench.store import RunDir
+from ganbench.store import _UMASK, RunDir
 from ganbench.train.loop import environment, selection_score
 
 PAPER_GN_CIFAR10_CNN_FID = 19.31  # the PGN-GAN paper's table, standard CNN, GN-GAN: "19.31 ± .76"
@@ -486,13 +487,34 @@ def test_markdown_embeds_figures_that_exist(results: tuple[Path, Path], tmp_path
         assert Image.open(image).size[0] > 200
 
 
-def test_empty_results_say_so(tmp_path: Path) -> None:
-    text, warnings = build_report(tmp_path, "markdown", None)
-    assert "Nothing to report" in text
-    assert warnings and "no run directories" in warnings[0]
-    text, warnings = build_report(tmp_path / "absent", "csv", None)
-    assert text.startswith("table,group,row")
-    assert "no such folder" in warnings[0]
+def test_a_missing_or_empty_results_folder_is_refused_and_never_overwrites(tmp_path: Path) -> None:
+    good = tmp_path / "good.tex"
+    good.write_text("a table worth keeping")
+    for folder in (tmp_path / "absent", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(GanbenchError, match=f"--results {folder}: no") as caught:
+            build_report(folder, "latex", good)
+        assert "\n" not in str(caught.value) and caught.value.exit_code == 2
+    assert good.read_text() == "a table worth keeping"
+
+
+def test_report_files_keep_the_users_umask(tmp_path: Path, results: tuple[Path, Path]) -> None:
+    folder, recipes = results
+    out = tmp_path / "report.csv"
+    build_report(folder, "csv", out, recipe_dirs=[recipes])
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_UMASK  # not mkstemp's 0600
+
+
+def test_user_text_is_literal_in_markdown(tmp_path: Path, results: tuple[Path, Path]) -> None:
+    """A run named like HTML or markdown must print as typed in GFM: escaped, never read as a tag or emphasis."""
+    folder, recipes = results
+    shutil.copytree(folder / "quick", tmp_path / "results" / "quick")
+    run = RunDir(tmp_path / "results" / "quick" / "gn" / "seed-0")
+    tree = run.recipe_path.read_text().replace('name = "quickstart"', 'name = "<cifar10>_*cnn*_[gn](x)"')
+    run.recipe_path.write_text(tree)
+    text, _ = build_report(tmp_path / "results", "markdown", None, recipe_dirs=[recipes])
+    assert "&lt;cifar10&gt;\\_\\*cnn\\*\\_\\[gn\\](x)" in text
+    assert "<cifar10>" not in text
 
 
 def test_only_one_folder_of_runs(tmp_path: Path, results: tuple[Path, Path]) -> None:

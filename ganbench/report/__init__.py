@@ -45,7 +45,12 @@ def build_report(
     if generator not in ("selected", "ema", "raw"):
         raise GanbenchError(f"--generator {generator}: choose selected, ema or raw")
     results = Path(results)
+    if not results.is_dir():
+        raise GanbenchError(f"--results {results}: no such folder; give the folder your runs were written to")
     runs, warnings = read_runs(results, generator)
+    if not runs:  # an empty report must never replace a good one
+        why = "; ".join(warnings) if warnings else "run `ganbench train` or `ganbench compare` first"
+        raise GanbenchError(f"--results {results}: no readable run directory below it ({why})")
     warnings = [_relative(warning, results) for warning in warnings]
     tables = build_tables(runs, papers.load(), paper_recipe_lookup(recipe_dirs))
     if figures and output is not None and fmt in ("markdown", "html"):

@@ -68,33 +68,43 @@ def _markdown_cells(row: Row, columns: list[Column]) -> list[str]:
 
 
 def _markdown_escape(text: str) -> str:
+    """A table cell built by the renderer (numbers, bold, <sup> markers): only the column separator escaped."""
     return text.replace("|", "\\|")
 
 
+_MARKDOWN_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]|#~"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def markdown_text(text: str) -> str:
+    """User-controlled text (run names, recipe values, messages) as literal GFM: nothing read as HTML or markup."""
+    return " ".join(str(text).split("\n")).translate(_MARKDOWN_SPECIAL)
+
+
 def markdown_table(table: Table) -> str:
-    heads = [table.label_heading, *table.extra_columns]
+    heads = [markdown_text(table.label_heading), *map(markdown_text, table.extra_columns)]
     for column in table.columns:
-        prefix = " ".join(part for part in (column.heading, column.info.label) if part)
+        prefix = markdown_text(" ".join(part for part in (column.heading, column.info.label) if part))
         if column.paper:
             heads += [f"{prefix} ours", "paper", "Δ"]
         else:
             heads.append(prefix)
     aligns = ["---"] * (1 + len(table.extra_columns)) + ["---:"] * (len(heads) - 1 - len(table.extra_columns))
-    lines = [f"## {table.title}", "", "| " + " | ".join(heads) + " |", "|" + "|".join(aligns) + "|"]
+    lines = [f"## {markdown_text(table.title)}", "", "| " + " | ".join(heads) + " |", "|" + "|".join(aligns) + "|"]
     group = None
     for row in table.rows:
         if row.group and row.group != group:
             group = row.group
-            lines.append("| " + " | ".join([f"*{group}*"] + [""] * (len(heads) - 1)) + " |")
-        cells = [row.label, *row.extra, *_markdown_cells(row, table.columns)]
-        lines.append("| " + " | ".join(_markdown_escape(cell) for cell in cells) + " |")
+            lines.append("| " + " | ".join([f"*{markdown_text(group)}*"] + [""] * (len(heads) - 1)) + " |")
+        cells = [markdown_text(row.label), *map(markdown_text, row.extra)]
+        cells += [_markdown_escape(cell) for cell in _markdown_cells(row, table.columns)]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for marker, text in table.footnotes:
-        lines.append(f"- <sup>{marker}</sup> {text}")
+        lines.append(f"- <sup>{marker}</sup> {markdown_text(text)}")
     if table.footnotes:
         lines.append("")
     for note in table.notes:
-        lines += [note, ""]
+        lines += [markdown_text(note), ""]
     for caption, path in table.images:
         lines += [f"![{caption}]({path})", ""]
     return "\n".join(lines)
@@ -106,7 +116,7 @@ def markdown(tables: list[Table], warnings: list[str], empty: str) -> str:
         parts += [empty, ""]
     parts += [markdown_table(table) for table in tables]
     if warnings:
-        parts += ["## Not included", ""] + [f"- {_markdown_escape(w)}" for w in warnings] + [""]
+        parts += ["## Not included", ""] + [f"- {markdown_text(w)}" for w in warnings] + [""]
     return "\n".join(parts).rstrip() + "\n"
 
 
