@@ -635,8 +635,8 @@ def markdown(report: dict[str, Any]) -> str:
     step = stages.get("step_speed", {})
     lines += ["", "## Training step speed (median of the timed repeats; noise images)", ""]
     lines += [
-        "| recipe | reference G-steps/s | graph G-steps/s | ratio | reference img/s | graph img/s | "
-        "reference peak GiB | graph peak GiB | ganbench path |",
+        "| recipe | reference G-steps/s | ganbench G-steps/s | ratio | reference img/s | ganbench img/s | "
+        "reference peak GiB | ganbench peak GiB | ganbench path |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in step.get("results", []):
