@@ -185,6 +185,8 @@ def test_training_through_a_failed_capture_gives_the_eager_runs_numbers(
     with pytest.warns(CaptureFallbackWarning):
         trainer.run()
     assert trainer.runner.path == "eager (capture failed: RuntimeError: out of memory)"
+    assert fallen.read_run()["step_path"] == trainer.runner.path  # the run directory records the path taken
+    assert plain.read_run()["step_path"] == "eager"
     a, b = checkpoint.load(plain.checkpoint_path("last")), checkpoint.load(fallen.checkpoint_path("last"))
     for key in ("G", "D", "G_ema"):
         assert all(torch.equal(a[key][name], b[key][name]) for name in a[key]), key

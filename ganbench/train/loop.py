@@ -48,7 +48,13 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RecipeError(f"train.device: {name} asked for but CUDA is not available here; use auto or cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RecipeError(
+            f"train.device: {name} asked for but this machine has {torch.cuda.device_count()} GPU(s); "
+            f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
+    return device
 
 
 class BatchStream:
@@ -557,12 +563,14 @@ class Trainer:
         except BaseException as err:
             self._record_end(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0][:500])
             raise
-        return run.update_run(status="finished", step=self.state.step, best=self.state.best, error=None)
+        return run.update_run(
+            status="finished", step=self.state.step, best=self.state.best, error=None, step_path=self.runner.path
+        )
 
     def _record_end(self, **fields: Any) -> None:
         """Write how the run ended; if even that fails (a full disk), the original error is the one raised."""
         with contextlib.suppress(Exception):
-            self.run_dir.update_run(step=self.state.step, **fields)
+            self.run_dir.update_run(step=self.state.step, step_path=self.runner.path, **fields)
 
     @contextlib.contextmanager
     def _stop_at_step_end(self) -> Iterator[None]:
@@ -655,7 +663,7 @@ class Trainer:
                 run.write_history(pd.DataFrame(rows))
                 last_flush = time.monotonic()
                 self._save_checkpoint(periodic=True)
-                run.update_run(step=step, best=self.state.best)
+                run.update_run(step=step, best=self.state.best, step_path=self.runner.path)
                 periodic = True
             if periodic:
                 log.restart_clock()  # evaluation, sheets and checkpoints are not training time
