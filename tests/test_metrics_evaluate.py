@@ -152,7 +152,7 @@ def test_evaluate_run_on_points_appends_skips_and_forces(tmp_path: Path) -> None
 def test_image_metrics_are_refused_for_points(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", points_recipe(), steps=(10,))
     with pytest.raises(MetricError, match="2-D point set"):
-        evaluate_run(run, checkpoints="last", metrics=["fid"])
+        evaluate_run(run, checkpoints="last", metrics=["fid"], device="cpu")
 
 
 def test_training_evaluator_scores_raw_and_ema(tmp_path: Path) -> None:
@@ -243,7 +243,9 @@ def test_bad_sample_counts_and_metrics_are_one_line(
 ) -> None:
     run = make_run(tmp_path / "run", image_recipe(), steps=(10,))
     with pytest.raises(MetricError, match=message) as caught:
-        evaluate_run(run, checkpoints="last", metrics=metrics, num_samples=num_samples, inception_weights=trunk)
+        evaluate_run(
+            run, checkpoints="last", metrics=metrics, num_samples=num_samples, inception_weights=trunk, device="cpu"
+        )
     assert "\n" not in str(caught.value)
 
 
@@ -253,17 +255,19 @@ def test_kid_needs_enough_reference_images(tmp_path: Path, trunk: str) -> None:
     recipe_small.data.num_samples = 30
     run = make_run(tmp_path / "run", recipe_small, steps=(10,))
     with pytest.raises(MetricError, match="40 generated, 30 reference"):
-        evaluate_run(run, checkpoints="last", metrics=["kid"], inception_weights=trunk, settings=settings)
+        evaluate_run(run, checkpoints="last", metrics=["kid"], inception_weights=trunk, settings=settings, device="cpu")
 
 
 def test_missing_weights_and_checkpoints_are_named(tmp_path: Path) -> None:
     run = make_run(tmp_path / "run", image_recipe(), steps=(10,))
     with pytest.raises(MetricError, match="no such Inception weights file"):
-        evaluate_run(run, checkpoints="last", inception_weights=str(tmp_path / "absent.pt"), settings=SMALL)
+        evaluate_run(
+            run, checkpoints="last", inception_weights=str(tmp_path / "absent.pt"), settings=SMALL, device="cpu"
+        )
     with pytest.raises(MetricError, match="best.pt does not exist"):
-        evaluate_run(run, checkpoints="best")
+        evaluate_run(run, checkpoints="best", device="cpu")
     with pytest.raises(MetricError, match="expected best, last, all or a step number"):
-        evaluate_run(run, checkpoints="newest")
+        evaluate_run(run, checkpoints="newest", device="cpu")
 
 
 def test_imported_ttur_statistics_score_fid_only(tmp_path: Path, trunk: str) -> None:
@@ -272,9 +276,14 @@ def test_imported_ttur_statistics_score_fid_only(tmp_path: Path, trunk: str) -> 
     ours = reference_statistics(recipe.data, build_extractor(weights=trunk))
     np.savez(tmp_path / "ttur.npz", mu=ours.mu, sigma=ours.sigma)
     rows = evaluate_run(
-        run, checkpoints="last", metrics=["fid"], ref_stats=str(tmp_path / "ttur.npz"), inception_weights=trunk
+        run,
+        checkpoints="last",
+        metrics=["fid"],
+        ref_stats=str(tmp_path / "ttur.npz"),
+        inception_weights=trunk,
+        device="cpu",
     )
-    computed = evaluate_run(run, checkpoints="last", metrics=["fid"], inception_weights=trunk)
+    computed = evaluate_run(run, checkpoints="last", metrics=["fid"], inception_weights=trunk, device="cpu")
     assert rows["value"].iloc[0] == pytest.approx(computed["value"].iloc[0], rel=1e-9)  # same mu/sigma
     assert (
         rows["ref_key"].iloc[0].startswith("imported-")
@@ -288,6 +297,7 @@ def test_imported_ttur_statistics_score_fid_only(tmp_path: Path, trunk: str) -> 
             ref_stats=str(tmp_path / "ttur.npz"),
             inception_weights=trunk,
             settings=SMALL,
+            device="cpu",
         )
 
 
@@ -298,7 +308,12 @@ def test_statistics_from_another_extractor_are_refused(tmp_path: Path, trunk: st
     save_npz(tmp_path / "other.npz", reference_statistics(recipe.data, other))
     with pytest.raises(MetricError, match="compute the reference with the same"):
         evaluate_run(
-            run, checkpoints="last", metrics=["fid"], ref_stats=str(tmp_path / "other.npz"), inception_weights=trunk
+            run,
+            checkpoints="last",
+            metrics=["fid"],
+            ref_stats=str(tmp_path / "other.npz"),
+            inception_weights=trunk,
+            device="cpu",
         )
 
 
