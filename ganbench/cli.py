@@ -167,7 +167,7 @@ def train(
     def work() -> None:
         resolved = recipes.load(recipe_path, overrides or [])
         target = RunDir(run_dir or default_run_dir(recipe_path, overrides or []))
-        console.print(f"training [bold]{resolved.name}[/bold] into {target.root}", soft_wrap=True)
+        console.print(Text.assemble("training ", (resolved.name, "bold"), f" into {target.root}"), soft_wrap=True)
         info = train_recipe(resolved, target, RichProgress(), _training_evaluator())
         _print_run_summary(target, info)
 
