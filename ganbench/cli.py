@@ -286,6 +286,7 @@ def stats(
     export: Annotated[Path | None, typer.Option(help="Also write the statistics to this TTUR .npz.")] = None,
 ) -> None:
     """Compute (or read from the cache) a dataset split's Inception reference statistics."""
+    from ganbench.data import output_shape
     from ganbench.errors import RecipeError
     from ganbench.metrics.inception import build_extractor
     from ganbench.metrics.refstats import reference_statistics, save_npz
@@ -295,8 +296,9 @@ def stats(
     def work() -> None:
         if size < 0:
             raise RecipeError(f"--size {size}: must be 0 (the dataset's own size) or a positive pixel count")
-        extractor = build_extractor(backend, inception_weights, resolve_device(device))
         cfg = DataConfig(name=dataset, root=root, split=split or "train", size=size)
+        output_shape(cfg)  # an unknown dataset or split is refused before any weights are looked for
+        extractor = build_extractor(backend, inception_weights, resolve_device(device))
         result = reference_statistics(cfg, extractor, split=split, batch_size=batch_size, progress=RichProgress("img"))
         table = Table(title=f"reference statistics: {result.dataset} {result.split}")
         table.add_column("field")
