@@ -53,11 +53,12 @@ def test_html_report_images_exist(tmp_path: Path) -> None:
     output.parent.mkdir()
     text, _ = build_report(results, "html", output, recipe_dirs=[recipes])
     sources = re.findall(r'<img src="([^"]+)"', text)
-    # curves for the paper table and the quickstart table, samples per dataset of the first and for the second
-    assert len(sources) == 5
+    # curves and samples for each paper table (CIFAR-10, STL-10) and for the quickstart table
+    assert len(sources) == 6
     for source in sources:
         assert (output.parent / source).is_file(), source
-    assert text.count("<table>") == text.count("</table>") == 3  # CIFAR-10/STL-10, quickstart, all runs
+    # CIFAR-10 and STL-10, each with its other-protocols table, the quickstart, all runs
+    assert text.count("<table>") == text.count("</table>") == 6
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary; apt-get install -y chromium")

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,8 +296,36 @@ def cells(results: tuple[Path, Path]) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+@pytest.fixture(scope="module")
+def markdown(results: tuple[Path, Path]) -> str:
+    folder, recipes = results
+    return build_report(folder, "markdown", None, recipe_dirs=[recipes], figures=False)[0]
+
+
 def find(cells: list[dict[str, str]], **where: str) -> list[dict[str, str]]:
     return [cell for cell in cells if all(cell[key] == value for key, value in where.items())]
+
+
+def markdown_rows(text: str, title: str) -> list[list[str]]:
+    """The body rows of the GFM table under `## title`, cells stripped (block heading rows included)."""
+    lines = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0].splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in table[2:]]
+
+
+def appendix(text: str) -> dict[str, str]:
+    """The markdown appendix: evaluation names (E1, ...) and cell protocol ids -> their text."""
+    part = text.split("## Appendix: protocols\n", 1)[1].split("\n## ", 1)[0]
+    return dict(re.findall(r"^- \*\*([^*]+)\*\*: (.*)$", part, flags=re.MULTILINE))
+
+
+def protocol_text(text: str, protocol_id: str) -> str:
+    """A cell protocol's appendix entry followed by the entry of its evaluation."""
+    entries = appendix(text)
+    cell = entries[protocol_id]
+    evaluation = re.match(r"Evaluation (E\d+)\.", cell)
+    assert evaluation is not None, cell
+    return cell + " " + entries[evaluation.group(1)]
 
 
 def reported(folder: Path, generator: str) -> dict[str, float]:
@@ -313,27 +342,29 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1))
 
 
+GN_OTHER = {"table": "cifar10-other", "arch": "cnn", "method": "gn", "cr": "", "dataset": "cifar10"}
+
+
 def test_seeds_of_one_protocol_average_to_the_rows_best_fid_and_is_at_that_step(
     results: tuple[Path, Path], cells: list[dict[str, str]]
 ) -> None:
+    """40 samples and the EMA G: not the papers' protocol, so the cell is in the other-protocols table, no Δ."""
     folder, _ = results
     seeds = [reported(folder / f"cifar10/gn/seed-{seed}", "ema") for seed in (0, 1)]
-    (fid,) = find(
-        cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="fid", seeds="0 1"
-    )
+    (fid,) = find(cells, **GN_OTHER, metric="fid", seeds="0 1")
     mean, std = mean_std([s["fid"] for s in seeds])
-    assert float(fid["ours_mean"]) == pytest.approx(mean, rel=1e-9)
-    assert float(fid["ours_std"]) == pytest.approx(std, rel=1e-9)
-    assert fid["n"] == "2"
-    assert float(fid["paper_value"]) == PAPER_GN_CIFAR10_CNN_FID
-    assert float(fid["delta"]) == pytest.approx(mean - PAPER_GN_CIFAR10_CNN_FID, rel=1e-9)
-    (inception_score,) = find(
-        cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="is_mean", seeds="0 1"
-    )
+    assert float(fid["mean"]) == pytest.approx(mean, rel=1e-9)
+    assert float(fid["std"]) == pytest.approx(std, rel=1e-9)
+    assert fid["n"] == "2" and fid["comparable"] == "false"
+    assert fid["paper_mean"] == fid["delta"] == ""
+    (inception_score,) = find(cells, **GN_OTHER, metric="is_mean", seeds="0 1")
     mean, std = mean_std([s["is_mean"] for s in seeds])
-    assert float(inception_score["ours_mean"]) == pytest.approx(mean, rel=1e-9)
-    assert float(inception_score["ours_std"]) == pytest.approx(std, rel=1e-9)
-    assert inception_score["protocol"] == fid["protocol"]
+    assert float(inception_score["mean"]) == pytest.approx(mean, rel=1e-9)
+    assert float(inception_score["std"]) == pytest.approx(std, rel=1e-9)
+    assert inception_score["protocol_id"] == fid["protocol_id"]
+    # The paper table still prints the paper's number in GN-GAN's row, with no number of ours beside it.
+    (paper,) = find(cells, table="cifar10", arch="cnn", method="gn", cr="", metric="fid")
+    assert float(paper["paper_mean"]) == PAPER_GN_CIFAR10_CNN_FID and paper["mean"] == paper["delta"] == ""
 
 
 def test_the_picks_differ_from_other_plausible_picks(results: tuple[Path, Path]) -> None:
@@ -350,77 +381,89 @@ def test_the_picks_differ_from_other_plausible_picks(results: tuple[Path, Path])
     assert raw[raw["metric"] == "fid"]["value"].min() > fid.min()
 
 
-def test_the_recipes_selected_generator_is_reported(results: tuple[Path, Path], cells: list[dict[str, str]]) -> None:
+def test_the_recipes_selected_generator_is_reported(
+    results: tuple[Path, Path], cells: list[dict[str, str]], markdown: str
+) -> None:
     folder, _ = results
-    (fid,) = find(cells, table="cifar-stl", group="Standard CNN", row="SN-GAN", dataset="CIFAR-10", metric="fid")
+    (fid,) = find(cells, table="cifar10-other", method="sn", metric="fid")
     expected = reported(folder / "cifar10/sn/seed-0", "raw")  # SN's recipe selects the raw G
-    assert float(fid["ours_mean"]) == pytest.approx(expected["fid"], rel=1e-9)
+    assert float(fid["mean"]) == pytest.approx(expected["fid"], rel=1e-9)
     assert expected["fid"] != pytest.approx(reported(folder / "cifar10/sn/seed-0", "ema")["fid"])
-    assert "raw generator" in fid["protocol_detail"].lower()
-    (runs_row,) = find(cells, table="runs", row="cifar10/sn/seed-0", metric="fid")
-    assert "reported step (G)=2000 (raw)" in runs_row["info"]
+    assert "Raw generator" in protocol_text(markdown, fid["protocol_id"])
+    (runs_row,) = [row for row in markdown_rows(markdown, "All runs") if row[0] == "cifar10/sn/seed-0"]
+    assert runs_row[6] == "2000 (raw, in-training)"
 
 
-def test_another_evaluation_protocol_is_its_own_cell(cells: list[dict[str, str]], results: tuple[Path, Path]) -> None:
+def test_another_evaluation_protocol_is_its_own_cell(
+    cells: list[dict[str, str]], results: tuple[Path, Path], markdown: str
+) -> None:
     folder, _ = results
-    gn_fid = find(cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="fid")
+    gn_fid = find(cells, **GN_OTHER, metric="fid")
     by_seeds = {cell["seeds"]: cell for cell in gn_fid}
-    assert set(by_seeds) == {"0 1", "2", "3"}  # seed 4 is still running: not in the paper table
+    assert set(by_seeds) == {"0 1", "2", "3"}  # seed 4 is still running: not in the paper tables
     other = by_seeds["2"]
-    assert other["n"] == "1" and other["ours_std"] == ""
-    assert float(other["ours_mean"]) == pytest.approx(reported(folder / "cifar10/gn/seed-2", "ema")["fid"], rel=1e-9)
-    assert len({cell["protocol"] for cell in gn_fid}) == 3
-    assert "weights " + "d" * 64 in other["protocol_detail"]
-    assert "weights " + "c" * 64 in by_seeds["0 1"]["protocol_detail"]
-    assert "training as the paper recipe" in other["protocol_detail"].lower()  # only the evaluation differs
-    short = by_seeds["3"]
-    assert "train.steps = 2000 (paper recipe: 3000)" in short["protocol_detail"]
-    assert float(short["ours_mean"]) == pytest.approx(reported(folder / "cifar10/gn-short/seed-3", "ema")["fid"])
+    assert other["n"] == "1" and other["std"] == ""
+    assert float(other["mean"]) == pytest.approx(reported(folder / "cifar10/gn/seed-2", "ema")["fid"], rel=1e-9)
+    assert len({cell["protocol_id"] for cell in gn_fid}) == 3
+    assert "weights " + "d" * 64 in protocol_text(markdown, other["protocol_id"])
+    assert "weights " + "c" * 64 in protocol_text(markdown, by_seeds["0 1"]["protocol_id"])
+    assert "training as the paper recipe" in protocol_text(markdown, other["protocol_id"]).lower()
+    short = protocol_text(markdown, by_seeds["3"]["protocol_id"])
+    assert "train.steps = 2000 (paper recipe: 3000)" in short
+    assert float(by_seeds["3"]["mean"]) == pytest.approx(reported(folder / "cifar10/gn-short/seed-3", "ema")["fid"])
 
 
-def test_footnotes_name_the_rows_protocol_and_where_it_differs_from_the_papers(cells: list[dict[str, str]]) -> None:
-    (gn,) = find(
-        cells, table="cifar-stl", group="Standard CNN", row="GN-GAN", dataset="CIFAR-10", metric="fid", seeds="0 1"
-    )
-    detail = gn["protocol_detail"]
+def test_footnotes_name_where_a_cell_differs_from_the_papers_and_the_appendix_every_field(
+    cells: list[dict[str, str]], markdown: str
+) -> None:
+    (gn,) = find(cells, **GN_OTHER, metric="fid", seeds="0 1")
+    rows = markdown_rows(markdown, "CIFAR-10, unconditional generation: other protocols")
+    letter = next(row[1] for row in rows if row[0] == "GN-GAN" and row[2] == "0, 1")
+    notes = markdown.split("## CIFAR-10, unconditional generation: other protocols", 1)[1].split("\n## ", 1)[0]
+    (footnote,) = [line for line in notes.splitlines() if line.startswith(f"- <sup>{letter}</sup>")]
+    assert "n\\_fake 40 (paper: 50000)" in footnote and "EMA generator (paper: raw)" in footnote
+    assert gn["protocol_id"] in footnote
+    detail = protocol_text(markdown, gn["protocol_id"])
     for words in (
-        "n_fake 40",
-        "n_real 64",
+        "n\\_fake 40",
+        "n\\_real 64",
         "reference cifar10 train",
         "extractor channel-stats",
         "resize none",
         "quantized yes",
         f"sample seed {2**31 - 1}",
-        '"splits": 10',  # IS's settings, beside FID's
-        "n_fake 40 (papers: 50000)",
-        "EMA generator (papers: raw)",
+        'settings {"splits": 10}',  # IS's settings, beside FID's
+        "EMA generator (decay 0.9999)",
     ):
         assert words in detail, words
-    (stl,) = find(cells, table="cifar-stl", group="ResNet", row="PGN-GAN-CR", dataset="STL-10", metric="fid")
-    assert "reference split train (papers: unlabeled)" in stl["protocol_detail"]
-    assert "training as the paper recipe" in stl["protocol_detail"].lower()
+    (stl,) = find(cells, table="stl10-other", arch="resnet", method="pgn", cr="cr", metric="fid")
+    rows = markdown_rows(markdown, "STL-10, unconditional generation: other protocols")
+    assert [row[0] for row in rows if row[1]] == ["PGN-GAN-CR"]
+    assert "reference split train (paper: unlabeled)" in markdown.split("## STL-10, unconditional generation: other")[1]
+    assert "training as the paper recipe" in protocol_text(markdown, stl["protocol_id"]).lower()
 
 
-def test_2d_cells_are_the_hand_known_modes_and_quality(cells: list[dict[str, str]]) -> None:
+def test_2d_cells_are_the_hand_known_modes_and_quality(cells: list[dict[str, str]], markdown: str) -> None:
     # GN seed 0 reports 1500 (8 modes, 90 %), seed 1 reports 1000 (8 modes, 85 %): most modes, then most HQ.
-    gn = {cell["metric"]: cell for cell in find(cells, table="generic-quickstart", row="GN-GAN", n="2")}
-    assert float(gn["modes_covered"]["ours_mean"]) == 8.0 and float(gn["modes_covered"]["ours_std"]) == 0.0
-    assert float(gn["hq_percent"]["ours_mean"]) == pytest.approx(87.5)
-    assert float(gn["hq_percent"]["ours_std"]) == pytest.approx(5 / math.sqrt(2))
+    gn = {cell["metric"]: cell for cell in find(cells, table="generic-quickstart", method="gn", n="2")}
+    assert float(gn["modes_covered"]["mean"]) == 8.0 and float(gn["modes_covered"]["std"]) == 0.0
+    assert float(gn["hq_percent"]["mean"]) == pytest.approx(87.5)
+    assert float(gn["hq_percent"]["std"]) == pytest.approx(5 / math.sqrt(2))
+    assert gn["hq_percent"]["dataset"] == "ring8" and gn["hq_percent"]["arch"] == "mlp"
     # SN: seed 0 only (seed 1 diverged): 7 modes, 72 % at 1500.
-    sn = {cell["metric"]: cell for cell in find(cells, table="generic-quickstart", row="SN-GAN")}
-    assert (float(sn["modes_covered"]["ours_mean"]), float(sn["hq_percent"]["ours_mean"])) == (7.0, 72.0)
+    sn = {cell["metric"]: cell for cell in find(cells, table="generic-quickstart", method="sn")}
+    assert (float(sn["modes_covered"]["mean"]), float(sn["hq_percent"]["mean"])) == (7.0, 72.0)
     assert sn["hq_percent"]["n"] == "1" and sn["hq_percent"]["seeds"] == "0"
     # The longer GN run: 8 modes, 91 % at 3000, a row of its own marked with its training difference.
-    (long,) = find(cells, table="generic-quickstart", row="GN-GAN", metric="hq_percent", n="1")
-    assert float(long["ours_mean"]) == 91.0 and long["protocol"] != gn["hq_percent"]["protocol"]
-    assert "train.steps = 3000" in long["protocol_detail"]
-    assert "Raw generator (no EMA in this recipe)" in long["protocol_detail"]
+    (long,) = find(cells, table="generic-quickstart", method="gn", metric="hq_percent", n="1")
+    assert float(long["mean"]) == 91.0 and long["protocol_id"] != gn["hq_percent"]["protocol_id"]
+    assert "train.steps = 3000" in protocol_text(markdown, long["protocol_id"])
+    assert "Raw generator (no EMA in this recipe)" in protocol_text(markdown, long["protocol_id"])
 
 
-def test_the_table_of_all_runs_lists_each_run_once(results: tuple[Path, Path], cells: list[dict[str, str]]) -> None:
-    runs = {cell["row"] for cell in find(cells, table="runs")}
-    assert runs == {
+def test_the_table_of_all_runs_lists_each_run_once(results: tuple[Path, Path], markdown: str) -> None:
+    rows = {row[0]: row for row in markdown_rows(markdown, "All runs")}
+    assert set(rows) == {
         "cifar10/gn/seed-0",
         "cifar10/gn/seed-1",
         "cifar10/gn/seed-2",
@@ -435,12 +478,11 @@ def test_the_table_of_all_runs_lists_each_run_once(results: tuple[Path, Path], c
         "quick-long/gn/seed-0",
         "damaged/parquet",
     }
-    (running,) = find(cells, table="runs", row="cifar10/gn/seed-4", metric="fid")
     folder, _ = results
-    assert float(running["ours_mean"]) == pytest.approx(reported(folder / "cifar10/gn/seed-4", "ema")["fid"])
-    assert "status=interrupted" in running["info"] and "step=1000/3000" in running["info"]
-    (damaged,) = find(cells, table="runs", row="damaged/parquet")
-    assert damaged["metric"] == "" and "status=finished" in damaged["info"]
+    running = rows["cifar10/gn/seed-4"]
+    assert running[4:6] == ["interrupted", "1000/3000"]
+    assert running[-2] == f"{reported(folder / 'cifar10/gn/seed-4', 'ema')['fid']:.2f}"  # FID, then IS
+    assert rows["damaged/parquet"][4] == "finished" and rows["damaged/parquet"][-1] == "–"
 
 
 def test_markdown_and_latex_show_the_same_numbers(results: tuple[Path, Path]) -> None:
@@ -449,10 +491,8 @@ def test_markdown_and_latex_show_the_same_numbers(results: tuple[Path, Path]) ->
     mean, std = mean_std(seeds)
     markdown, _ = build_report(folder, "markdown", None, recipe_dirs=[recipes])
     latex, _ = build_report(folder, "latex", None, recipe_dirs=[recipes])
-    assert f"{mean:.2f} ± {std:.2f} (n=2)" in markdown
+    assert f"| {mean:.2f} ± {std:.2f} (n=2) |" in markdown
     assert f"{mean:.2f} $\\pm$ {std:.2f} (n=2)" in latex
-    delta = f"{mean - PAPER_GN_CIFAR10_CNN_FID:+.2f}"
-    assert f"| 19.31 ± .76 | {delta} |" in markdown
 
 
 def test_warnings_name_each_problem_and_no_machine_detail_is_shown(results: tuple[Path, Path]) -> None:
@@ -468,6 +508,17 @@ def test_warnings_name_each_problem_and_no_machine_detail_is_shown(results: tupl
         assert not any(time in text for time in rows["time"])
 
 
+def test_a_run_without_metrics_is_listed_with_a_warning(tmp_path: Path, results: tuple[Path, Path]) -> None:
+    folder, recipes = results
+    shutil.copytree(folder / "quick", tmp_path / "quick")
+    (tmp_path / "quick" / "gn" / "seed-1" / "metrics.parquet").unlink()
+    text, warnings = build_report(tmp_path, "markdown", None, recipe_dirs=[recipes])
+    (warning,) = warnings
+    assert warning.startswith("quick/gn/seed-1: no metrics.parquet (finished at step 1500/1500)")
+    assert "ganbench eval quick/gn/seed-1" in warning
+    assert [row[-2:] for row in markdown_rows(text, "All runs") if row[0] == "quick/gn/seed-1"] == [["–", "–"]]
+
+
 def test_markdown_embeds_figures_that_exist(results: tuple[Path, Path], tmp_path: Path) -> None:
     folder, recipes = results
     output = tmp_path / "report.md"  # the HTML page's figures: tests/test_report_html.py
@@ -478,9 +529,10 @@ def test_markdown_embeds_figures_that_exist(results: tuple[Path, Path], tmp_path
     assert {image.name for image in images} == {
         "generic-quickstart-curves.png",
         "generic-quickstart-samples.png",
-        "cifar-stl-curves.png",
-        "cifar-stl-cifar10-cnn-samples.png",
-        "cifar-stl-stl10-resnet-samples.png",
+        "cifar10-curves.png",
+        "cifar10-cifar10-cnn-samples.png",
+        "stl10-curves.png",
+        "stl10-stl10-resnet-samples.png",
     }
     for image in images:
         assert f"report_plots/{image.name}" in text
@@ -515,6 +567,8 @@ def test_user_text_is_literal_in_markdown(tmp_path: Path, results: tuple[Path, P
     text, _ = build_report(tmp_path / "results", "markdown", None, recipe_dirs=[recipes])
     assert "&lt;cifar10&gt;\\_\\*cnn\\*\\_\\[gn\\](x)" in text
     assert "<cifar10>" not in text
+    # Every "<" left is one of the renderer's own superscript tags.
+    assert re.findall(r"<(?!/?sup>)", text) == []
 
 
 def test_only_one_folder_of_runs(tmp_path: Path, results: tuple[Path, Path]) -> None:
@@ -523,4 +577,10 @@ def test_only_one_folder_of_runs(tmp_path: Path, results: tuple[Path, Path]) -> 
     shutil.copytree(folder / "quick", tmp_path / "quick")
     text, warnings = build_report(tmp_path, "csv", None, recipe_dirs=[recipes])
     assert not warnings
-    assert {cell["table"] for cell in csv.DictReader(io.StringIO(text))} == {"generic-quickstart", "runs"}
+    assert {cell["table"] for cell in csv.DictReader(io.StringIO(text))} == {"generic-quickstart"}
+    markdown, _ = build_report(tmp_path, "markdown", None, recipe_dirs=[recipes])
+    assert re.findall(r"^## (.*)$", markdown, flags=re.MULTILINE) == [
+        "quickstart: methods over seeds",
+        "All runs",
+        "Appendix: protocols",
+    ]

@@ -113,8 +113,10 @@ def test_number_formatting() -> None:
         r"E\textsuperscript{2}GAN 8.5 $\pm$ .1 n\_fake 50\% \textless{}x\textgreater{}"
     )
     paper = papers.load().get("cifar10", "cnn", "gn", "fid")
-    entry = Entry(ours=aggregate([(0, 19.0, "a")], "a"), paper=paper)
+    entry = Entry(ours=aggregate([(0, 19.0, "a")], "a"), paper=paper, comparable=True)
     assert delta_text(entry, 2) == "-0.31"
-    entry = Entry(ours=aggregate([(0, 20.0, "a")], "a"), paper=paper)
+    entry = Entry(ours=aggregate([(0, 20.0, "a")], "a"), paper=paper, comparable=True)
     assert delta_text(entry, 2) == "+0.69"
     assert delta_text(Entry(ours=None, paper=paper), 2) == ""
+    # Under another protocol than the paper's: no Δ at all.
+    assert delta_text(Entry(ours=aggregate([(0, 20.0, "a")], "a"), paper=paper, comparable=False), 2) == ""

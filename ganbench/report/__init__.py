@@ -2,8 +2,8 @@
 
     text, warnings = build_report(Path("results"), "markdown", Path("report.md"))
 
-Unreadable runs, damaged Parquet files and runs of another schema version become one warning line each; the
-rest of the report still renders.
+Unreadable runs, damaged Parquet files, runs of another schema version and runs without evaluations become one
+warning line each; the rest of the report still renders.
 """
 
 from __future__ import annotations
@@ -16,11 +16,29 @@ from ganbench.errors import GanbenchError
 from ganbench.recipe import Recipe
 from ganbench.report import papers
 from ganbench.report.collect import flatten, read_runs
-from ganbench.report.render import FORMATS, RENDERERS
-from ganbench.report.tables import build_tables
+from ganbench.report.render import COLUMN_CHOICES, FORMATS, RENDERERS, Options
+from ganbench.report.tables import TABLE_NAMES, arrange
 from ganbench.store import atomic_write_text
 
-__all__ = ["FORMATS", "build_report", "paper_recipe_lookup"]
+__all__ = ["FORMATS", "TABLE_NAMES", "build_report", "paper_recipe_lookup", "parse_tables"]
+MAX_DECIMALS = 6
+
+
+def parse_tables(text: str) -> list[str]:
+    """`"cifar10, stl10"` -> ["cifar10", "stl10"]: the tables `--tables` names, checked against TABLE_NAMES."""
+    names = list(dict.fromkeys(item.strip().lower() for item in text.split(",") if item.strip()))
+    choices = ", ".join(TABLE_NAMES)
+    if not names:
+        raise GanbenchError(f"--tables {text!r}: name at least one table: {choices}")
+    for name in names:
+        if name == "biggan":
+            raise GanbenchError(
+                "--tables biggan: no BigGAN table yet: papers.toml holds no conditional BigGAN numbers and no shipped "
+                f"recipe trains a conditional BigGAN; choose from {choices}"
+            )
+        if name not in TABLE_NAMES:
+            raise GanbenchError(f"--tables {text}: unknown table {name!r}; choose from {choices}")
+    return names
 
 
 def build_report(
@@ -31,8 +49,16 @@ def build_report(
     generator: str = "selected",
     recipe_dirs: list[Path] | None = None,
     figures: bool = True,
+    tables: list[str] | None = None,
+    columns: str = "both",
+    decimals: int | None = None,
 ) -> tuple[str, list[str]]:
     """The report as text (also written to `output` when given) and the warnings met on the way.
+
+    `tables` names the tables to render (TABLE_NAMES: cifar10, stl10, celebahq, other, runs; default all, in LaTeX
+    all but the table of every run); a paper table named explicitly is shown even before any run of it exists.
+    `columns` picks the paper tables' columns (ours, paper or both) and `decimals` our numbers' decimals (default
+    each metric's own).
 
     `generator` picks whose evaluations are reported: "selected" (default) the one each run's recipe selects by
     (eval.select: the raw G in the CIFAR-10/STL-10 paper recipes, as the official code), or ema or raw for every run;
@@ -44,6 +70,15 @@ def build_report(
         raise GanbenchError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if generator not in ("selected", "ema", "raw"):
         raise GanbenchError(f"--generator {generator}: choose selected, ema or raw")
+    if columns not in COLUMN_CHOICES:
+        raise GanbenchError(f"--columns {columns}: choose one of {', '.join(COLUMN_CHOICES)}")
+    if decimals is not None and not 0 <= decimals <= MAX_DECIMALS:
+        raise GanbenchError(f"--decimals {decimals}: give 0 to {MAX_DECIMALS}")
+    for name in tables or []:
+        if name not in TABLE_NAMES:
+            raise GanbenchError(f"--tables {name}: unknown table; choose from {', '.join(TABLE_NAMES)}")
+    if tables is None and fmt == "latex":
+        tables = [name for name in TABLE_NAMES if name != "runs"]
     results = Path(results)
     if not results.is_dir():
         raise GanbenchError(f"--results {results}: no such folder; give the folder your runs were written to")
@@ -52,13 +87,13 @@ def build_report(
         why = "; ".join(warnings) if warnings else "run `ganbench train` or `ganbench compare` first"
         raise GanbenchError(f"--results {results}: no readable run directory below it ({why})")
     warnings = [_relative(warning, results) for warning in warnings]
-    tables = build_tables(runs, papers.load(), paper_recipe_lookup(recipe_dirs))
+    report = arrange(runs, papers.load(), paper_recipe_lookup(recipe_dirs), tables)
     if figures and output is not None and fmt in ("markdown", "html"):
         from ganbench.report.plots import add_figures  # matplotlib only when figures are drawn
 
-        warnings += add_figures(tables, runs, Path(output))
+        warnings += add_figures(report.tables, runs, Path(output))
     empty = f"Nothing to report: no readable run directory below {results}."
-    text = RENDERERS[fmt](tables, warnings, empty)
+    text = RENDERERS[fmt](report, warnings, empty, Options(columns, decimals))
     if output is not None:
         atomic_write_text(Path(output), text)
     return text, warnings

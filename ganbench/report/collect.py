@@ -1,9 +1,12 @@
-"""Read run directories into what a report needs: each run's recipe, status and the values it reports.
+"""Read run directories into what a report needs: each run's recipe, status and the measurements it can report.
 
-Which value a run reports, as the papers do: the in-training evaluation with the best FID (lowest) of the
-selected generator (EMA by default, the raw G when a run has no EMA), every other metric taken at that same
+Which evaluation a run reports, as the papers do: the in-training evaluation with the best FID (lowest) of the
+selected generator (eval.select; the raw G when a run has no EMA), every other metric taken at that same
 evaluation. Runs without FID pick their evaluation by the training loop's rule for 2-D sets (most modes
-covered, then most high-quality samples), else the highest IS, else the last evaluation.
+covered, then most high-quality samples), else the highest IS, else the last evaluation. A later evaluation of
+that same checkpoint (`ganbench eval RUN --checkpoint best`, or the step-N.pt of the chosen step) is a
+measurement of its own, one per evaluation protocol; the tables prefer it to the in-training one (see
+`Measurement.rank`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ RECORD_COLUMNS = frozenset(
 )
 _SAMPLE_FILE = re.compile(r"^step-(\d+)\.png$")
 IN_TRAINING = "in-training"
+# Protocol columns that differ between the metrics of one evaluation pass (IS's splits beside FID's nothing): the
+# rest of a row's protocol says which evaluation pass it belongs to.
+PER_METRIC_COLUMNS = frozenset({"params", "fingerprint"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,32 @@ class Selected:
     step: int
     fingerprint: str  # "" when the row has none
     protocol: tuple[tuple[str, str], ...]  # (field, value) for the row's protocol columns, sorted
+
+
+@dataclass
+class Measurement:
+    """One evaluation a run can report: its values per metric and how that evaluation was chosen."""
+
+    kind: str  # IN_TRAINING (the best of the in-training evaluations) or "checkpoint" (an evaluation after training)
+    checkpoint: str  # the rows' checkpoint label: in-training, best, step-N, last
+    step: int
+    selection: str  # the rule that chose the evaluation, in words
+    evaluations: int  # how many candidate evaluations the rule chose among
+    values: dict[str, Selected] = field(default_factory=dict)
+
+    @property
+    def n_fake(self) -> int:
+        """The generated samples behind the values (0 when the rows do not say)."""
+        for chosen in self.values.values():
+            found = dict(chosen.protocol).get("n_fake")
+            if found is not None and str(found).isdigit():
+                return int(found)
+        return 0
+
+    def rank(self) -> tuple[int, int, int]:
+        """Larger is preferred: more samples, then an evaluation of the chosen checkpoint after training (the
+        full-protocol evaluation `ganbench eval` makes) over the in-training one, then the later step."""
+        return self.n_fake, int(self.kind != IN_TRAINING), self.step
 
 
 @dataclass
@@ -74,6 +106,8 @@ class RunResult:
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # step, metric, value of the candidates
     latest_sample: Path | None = None
     latest_sample_step: int | None = None
+    measurements: list[Measurement] = field(default_factory=list)  # every reportable evaluation, preferred first
+    error: str = ""  # run.json's error line when training failed
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.config.get(key, default)
@@ -118,6 +152,13 @@ def read_runs(results: Path, generator: str = "selected") -> tuple[list[RunResul
             _read_metrics(run, result, generator)
         except GanbenchError as err:
             warnings.append(f"{rel}: metrics not read: {err}")
+        else:
+            if not result.measurements:
+                where = "no metrics.parquet" if not run.metrics_path.is_file() else "no evaluations in metrics.parquet"
+                warnings.append(
+                    f"{rel}: {where} ({result.status} at step {result.step}/{result.steps}); listed in the table of "
+                    f"all runs without values; score it with `ganbench eval {rel}`"
+                )
         result.latest_sample, result.latest_sample_step = latest_sample(run)
         runs.append(result)
     if not runs and not warnings:
@@ -143,6 +184,7 @@ def _read_run(run: RunDir, rel: str) -> RunResult:
         steps=int(info.get("steps", config.get("train.steps", 0)) or 0),
         config=config,
         seed=int(config.get("seed", 0)),
+        error=str(info.get("error") or ""),
     )
 
 
@@ -165,34 +207,98 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
     result.generator = generator if generator in kinds else ("raw" if "raw" in kinds else sorted(kinds)[0])
     frame = frame[frame["generator"].astype(str) == result.generator]
     checkpoints = frame["checkpoint"].astype(str)
-    if (checkpoints == IN_TRAINING).any():
-        candidates, kind = frame[checkpoints == IN_TRAINING], IN_TRAINING
-    elif (checkpoints == "best").any():
-        candidates, kind = frame[checkpoints == "best"], "best"
-    else:
-        candidates, kind = frame, "all"
-    candidates = candidates.sort_values("step", kind="stable")
-    result.selection_kind = kind
-    result.evaluations = int(candidates["step"].nunique())
-    result.curves = candidates[["step", "metric", "value"]].reset_index(drop=True)
-    step, rule = select_step(candidates)
-    if step is None:
-        return
-    result.selected_step = step
-    result.selection = rule
-    at_step = candidates[candidates["step"] == step]
-    for row in at_step.to_dict("records"):  # a later row for the same metric replaces an earlier one
+    training = frame[checkpoints == IN_TRAINING].sort_values("step", kind="stable")
+    after = frame[checkpoints != IN_TRAINING]
+    result.curves = training[["step", "metric", "value"]].reset_index(drop=True)
+    measurements: list[Measurement] = []
+    chosen_step: int | None = None
+    if not training.empty:
+        step, rule = select_step(training)
+        if step is not None:
+            chosen_step = step
+            measurements.append(
+                _measurement(IN_TRAINING, IN_TRAINING, training[training["step"] == step], step, rule, training)
+            )
+    for rows in _passes(after):
+        label, step = str(rows["checkpoint"].iloc[0]), int(rows["step"].iloc[0])
+        if chosen_step is not None:  # only evaluations of the checkpoint the in-training rule chose
+            if label == "best":
+                rule = "best.pt (the checkpoint of the best in-training evaluation), evaluated after training"
+            elif label == f"step-{chosen_step}":
+                rule = f"the step-{step} checkpoint (the best in-training evaluation), evaluated after training"
+            else:
+                continue
+            measurements.append(_measurement("checkpoint", label, rows, step, rule, rows))
+    if chosen_step is None and not after.empty:  # no in-training rows: the evaluations made after training
+        best = after[after["checkpoint"].astype(str) == "best"]
+        for pool in _pools(best if not best.empty else after):
+            step, rule = select_step(pool)
+            if step is None:
+                continue
+            at = pool[pool["step"] == step]
+            label = str(at["checkpoint"].iloc[-1])
+            rule = "best.pt, evaluated after training" if label == "best" else f"the {rule} among the evaluations"
+            measurements.append(_measurement("checkpoint", label, at, step, rule, pool))
+        if result.curves.empty:
+            result.curves = after.sort_values("step", kind="stable")[["step", "metric", "value"]].reset_index(drop=True)
+    measurements.sort(key=Measurement.rank, reverse=True)
+    result.measurements = measurements
+    if measurements:
+        preferred = measurements[0]
+        result.values = preferred.values
+        result.selected_step = preferred.step
+        result.selection = preferred.selection
+        result.selection_kind = preferred.checkpoint if preferred.kind != IN_TRAINING else IN_TRAINING
+        result.evaluations = preferred.evaluations
+
+
+def _pass_key(row: dict[str, Any]) -> str:
+    """What one evaluation pass shares across its metrics: its protocol columns but the per-metric ones."""
+    fields = {
+        name: _text(value)
+        for name, value in row.items()
+        if name not in RECORD_COLUMNS and name not in PER_METRIC_COLUMNS and not _missing(value)
+    }
+    return json.dumps(fields, sort_keys=True)
+
+
+def _pools(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """`rows` split by evaluation protocol (every step of one protocol together), in first-seen order."""
+    if rows.empty:
+        return []
+    keys = [_pass_key(row) for row in rows.to_dict("records")]
+    frame = rows.assign(_pass=keys)
+    return [group.drop(columns="_pass") for _, group in frame.groupby("_pass", sort=False)]
+
+
+def _passes(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """`rows` split into evaluation passes: one checkpoint label and step, one protocol."""
+    found = []
+    for pool in _pools(rows):
+        for _, group in pool.groupby(["checkpoint", "step"], sort=False):
+            found.append(group)
+    return found
+
+
+def _measurement(
+    kind: str, label: str, at: pd.DataFrame, step: int, rule: str, candidates: pd.DataFrame
+) -> Measurement:
+    measurement = Measurement(
+        kind=kind, checkpoint=label, step=step, selection=rule, evaluations=int(candidates["step"].nunique())
+    )
+    for row in at.to_dict("records"):  # a later row for the same metric replaces an earlier one
         protocol = tuple(
             (name, _text(row[name])) for name in sorted(row) if name not in RECORD_COLUMNS and not _missing(row[name])
         )
         fingerprint = "" if _missing(row.get("fingerprint")) else str(row.get("fingerprint"))
-        result.values[str(row["metric"])] = Selected(
+        measurement.values[str(row["metric"])] = Selected(
             metric=str(row["metric"]),
             value=float(row["value"]),
             step=int(row["step"]),
             fingerprint=fingerprint,
             protocol=protocol,
         )
+    return measurement
 
 
 def select_step(rows: pd.DataFrame) -> tuple[int | None, str]:

@@ -27,6 +27,7 @@ class PaperValue:
     text: str
     source: str  # the citation, e.g. "Xia 2023, Penalty Gradient Normalization ... (arXiv:...)"
     table: str  # which table of that paper
+    runs: int | None = None  # over how many runs the paper's ± is, where the source says; None: unknown
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class PaperProtocol:
     ref_split: str | None
     description: str
     generator: str = "ema"  # whose scores the official code selects and reports: raw or ema
+    ref_dataset: str | None = None  # the dataset of the FID reference statistics (None: not checked)
 
 
 def parse_printed(text: str) -> tuple[float, float | None]:
@@ -71,6 +73,7 @@ class PaperNumbers:
 
 def parse(tree: dict[str, Any]) -> PaperNumbers:
     sources = {key: entry["paper"] for key, entry in tree.get("sources", {}).items()}
+    runs = {key: entry.get("runs") for key, entry in tree.get("sources", {}).items()}
     values: list[PaperValue] = []
     for index, cell in enumerate(tree.get("cells", [])):
         where = f"papers.toml cells[{index}]"
@@ -91,6 +94,7 @@ def parse(tree: dict[str, Any]) -> PaperNumbers:
                     text=cell[metric].strip(),
                     source=sources[cell["source"]],
                     table=cell["table"],
+                    runs=runs[cell["source"]],
                 )
             )
     protocols = {
@@ -100,6 +104,7 @@ def parse(tree: dict[str, Any]) -> PaperNumbers:
             ref_split=entry.get("ref_split"),
             description=entry["description"],
             generator=entry.get("generator", "ema"),
+            ref_dataset=entry.get("ref_dataset"),
         )
         for name, entry in tree.get("protocols", {}).items()
     }

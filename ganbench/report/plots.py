@@ -1,4 +1,5 @@
-"""The report's figures, PNG files beside it: measures against steps per method, and fixed-z sample sheets."""
+"""The report's figures, PNG files beside it: FID and IS against steps (one line per method, the spread over its
+seeds as a band), and fixed-z sample sheets."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ from pathlib import Path
 from typing import Any
 
 # Figure objects draw without pyplot, so no GUI backend is chosen or changed for the caller.
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import imread
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from ganbench.report.collect import RunResult
+from ganbench.report.collect import RunResult, config_key
 from ganbench.report.tables import (
     DATASETS,
     GROUPS,
     METRICS,
+    ROW_KEYS,
     Table,
     arch_family,
+    differences,
     layout_of,
     method_key,
     method_label,
@@ -42,6 +47,34 @@ class Series:
     finished: bool = True  # unfinished runs (diverged, interrupted, ...) are drawn dashed
 
 
+@dataclass
+class Band:
+    """One method's curve over its seeds: the mean at each step and the lowest and highest seed."""
+
+    label: str
+    steps: list[int]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    seeds: int
+    finished: bool = True
+
+
+def band(label: str, series: list[Series]) -> Band:
+    """The seeds' curves of one method as mean and min-max spread at each step any seed was evaluated at."""
+    steps = sorted({step for line in series for step in line.steps})
+    at = [[line.values[line.steps.index(step)] for line in series if step in line.steps] for step in steps]
+    return Band(
+        label,
+        steps,
+        [float(np.mean(values)) for values in at],
+        [float(np.min(values)) for values in at],
+        [float(np.max(values)) for values in at],
+        len(series),
+        all(line.finished for line in series),
+    )
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "plot"
 
@@ -51,44 +84,56 @@ def _save(figure: Figure, path: Path) -> None:
     atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight", pad_inches=0.15))
 
 
-def curves(panels: dict[str, tuple[str, list[Series]]], path: Path) -> None:
-    """One panel per entry (title -> (y label, series)); one colour per method, one line per seed."""
+def _steps(value: float, _: int) -> str:
+    """Step ticks as 0, 500, 50k, 1.2M: short labels that never run into each other."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def curve_figure(panels: dict[str, tuple[str, list[Band]]]) -> Figure:
+    """One panel per entry (title -> (y label, bands)); one colour per method, its seed spread as a shaded band."""
     count = len(panels)
-    columns = min(count, 3)
+    columns = min(count, 2)
     rows = -(-count // columns)
-    figure = Figure(figsize=(PANEL_INCHES * 1.3 * columns, PANEL_INCHES * rows), layout="constrained")
-    labels = sorted({s.label for _, series in panels.values() for s in series}, key=_first_seen(panels))
+    figure = Figure(figsize=(PANEL_INCHES * 1.5 * columns, PANEL_INCHES * rows), layout="constrained")
+    FigureCanvasAgg(figure)
+    labels = list(dict.fromkeys(b.label for _, bands in panels.values() for b in bands))
     colours = {label: f"C{index % 10}" for index, label in enumerate(labels)}
-    for index, (title, (ylabel, series)) in enumerate(panels.items()):
+    for index, (title, (ylabel, bands)) in enumerate(panels.items()):
         axes = figure.add_subplot(rows, columns, index + 1)
-        shown: set[str] = set()
-        for line in series:
+        for line in bands:
+            colour = colours[line.label]
+            seeds = f" (n={line.seeds})" if line.seeds > 1 else ""
             axes.plot(
                 line.steps,
-                line.values,
-                color=colours[line.label],
+                line.mean,
+                color=colour,
                 linestyle="-" if line.finished else "--",
                 marker="o" if len(line.steps) < 12 else None,
                 markersize=3,
-                linewidth=1.2,
-                alpha=0.85,
-                label=None if line.label in shown else line.label,
+                linewidth=1.4,
+                label=line.label + seeds,
             )
-            shown.add(line.label)
+            if line.seeds > 1:
+                axes.fill_between(line.steps, line.low, line.high, color=colour, alpha=0.2, linewidth=0)
         axes.set_title(title, fontsize=10)
         axes.set_xlabel("generator step")
         axes.set_ylabel(ylabel)
+        axes.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+        axes.xaxis.set_major_formatter(FuncFormatter(_steps))
+        axes.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        axes.tick_params(labelsize=8)
         axes.grid(alpha=0.3)
-        if shown:
-            axes.legend(fontsize=8)
-    _save(figure, path)
+        if bands:
+            axes.legend(fontsize=7, loc="best")
+    return figure
 
 
-def _first_seen(panels: dict[str, tuple[str, list[Series]]]) -> object:
-    order: list[str] = []
-    for _, series in panels.values():
-        order += [s.label for s in series if s.label not in order]
-    return order.index
+def curves(panels: dict[str, tuple[str, list[Band]]], path: Path) -> None:
+    _save(curve_figure(panels), path)
 
 
 def sample_sheet(panels: list[tuple[str, Path]], path: Path) -> None:
@@ -129,7 +174,7 @@ def add_figures(tables: list[Table], runs: list[RunResult], output: Path) -> lis
     folder = output.parent / folder_name
     warnings: list[str] = []
     for table in tables:
-        if table.key == "runs":
+        if table.kind not in ("paper", "generic"):  # the other-protocols tables share the paper table's runs
             continue
         mine = _table_runs(table, runs)
         for kind, make in (("curves", _curves), ("samples", _samples)):
@@ -148,7 +193,7 @@ def _table_runs(table: Table, runs: list[RunResult]) -> list[RunResult]:
     if table.key.startswith("generic-"):
         name = table.key.removeprefix("generic-")
         return [run for run in runs if layout_of(run) == "generic" and run.name == name]
-    return [run for run in runs if layout_of(run) == table.key]
+    return [run for run in runs if layout_of(run) == table.selector]
 
 
 def _panels(runs: Iterable[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
@@ -168,28 +213,46 @@ def _panel_title(key: tuple[str, str]) -> str:
 
 def _curves(table: Table, runs: list[RunResult]) -> list[tuple[str, str, Any]]:
     shown = [column.metric for column in table.columns]
-    panels: dict[str, tuple[str, list[Series]]] = {}
+    panels: dict[str, tuple[str, list[Band]]] = {}
     for key, members in sorted(_panels(runs).items()):
         members = sorted(members, key=lambda run: (method_order(method_key(run.config)), run.seed))
         present = {metric for run in members for metric in set(run.curves.get("metric", []))}
         if table.key.startswith("generic-"):
             metrics = [m for m in METRICS if m in present and (m in shown or not shown)]
-        else:  # the papers' layouts: FID against steps, IS when a run has no FID
-            metrics = ["fid"] if "fid" in present else [m for m in ("is_mean",) if m in present]
+        else:  # the papers' layouts: FID and IS against steps
+            metrics = [m for m in ("fid", "is_mean") if m in present]
         for metric in metrics:
-            series = [
-                line for run in members if (line := run_series(run, metric, method_label(method_key(run.config))))
-            ]
-            if series:
-                title = metric_label(metric) if key[1] == "" else _panel_title(key)
-                panels[title if title not in panels else f"{title} ({metric})"] = (
-                    metric_label(metric),
-                    series,
-                )
+            bands = _bands(members, metric)
+            if bands:
+                where = metric_label(metric) if key[1] == "" else _panel_title(key)
+                title = where if key[1] == "" else f"{where}: {metric_label(metric)}"
+                panels[title] = (metric_label(metric), bands)
     if not panels:
         return []
-    caption = "Measures against generator steps, one line per run (colour: method; dashed: not finished)"
+    caption = (
+        "Measures against generator steps: one line per method (mean over its seeds), the band spans the lowest to "
+        "the highest seed; dashed: a run not finished"
+    )
     return [("", caption, lambda path: curves(panels, path))]
+
+
+def _bands(members: list[RunResult], metric: str) -> list[Band]:
+    """One band per method and training recipe (seeds apart); a method trained two ways gets the difference named."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for run in members:
+        groups.setdefault((method_key(run.config), config_key(run.config, ROW_KEYS)), []).append(run)
+    bands = []
+    first: dict[str, RunResult] = {}
+    for (method, _), group in groups.items():
+        label = method_label(method)
+        if method in first:
+            changes = differences(group[0].config, first[method].config)[:2]
+            label += " (" + ", ".join(f"{k.split('.')[-1]} {ours}" for k, ours, _ in changes) + ")"
+        first.setdefault(method, group[0])
+        series = [line for run in group if (line := run_series(run, metric, label))]
+        if series:
+            bands.append(band(label, series))
+    return bands
 
 
 def _samples(table: Table, runs: list[RunResult]) -> list[tuple[str, str, Any]]:

@@ -1,23 +1,27 @@
-"""Arrange run results into tables: the papers' layouts (CIFAR-10 / STL-10, CelebA-HQ), a summary per recipe
-matching no layout, and a table of every run; each measured cell carries the protocol it was measured under.
+"""Arrange run results into tables: each paper table in the paper's layout (CIFAR-10, STL-10, CelebA-HQ), a table of
+the cells measured under other protocols beside each, a summary per recipe matching no layout, and a table of every
+run; each measured cell carries the protocol it was measured under.
 
-Runs are averaged over seeds only when everything else agrees: the same recipe apart from the seed, the same
-generator, the same selection rule and the same evaluation protocol (metric fingerprints). Anything else
-becomes a separate cell with its own footnote marker, never a silent average.
+A paper row holds exactly one cell per method and block: the one measured under the paper's protocol (the paper
+recipe's training, the papers' samples, reference statistics and generator, the best checkpoint of training). Cells
+under any other protocol go to the "other protocols" table and never get a Δ against the paper. Runs are averaged
+over seeds only when everything else agrees: the same recipe apart from the seed, the same generator, the same
+selection and the same evaluation protocol (metric fingerprints).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ganbench.report.collect import RunResult, config_key, semantic
-from ganbench.report.papers import PaperNumbers, PaperValue
+from ganbench.report.collect import IN_TRAINING, Measurement, RunResult, config_key, semantic
+from ganbench.report.papers import PaperNumbers, PaperProtocol, PaperValue
 
 DATASETS = {
     "cifar10": "CIFAR-10",
@@ -53,6 +57,33 @@ RECIPE_TAGS = {"wgan-gp": "wgangp"}  # recipe file names carry method tags witho
 
 
 @dataclass(frozen=True)
+class Layout:
+    """One paper table: which datasets (one column group each), metrics and blocks, in the paper's order."""
+
+    key: str  # the --tables name
+    title: str
+    datasets: tuple[str, ...]
+    metrics: tuple[str, ...]
+    blocks: tuple[str, ...]
+
+
+LAYOUTS = (
+    Layout(
+        "cifar10",
+        "CIFAR-10, unconditional generation",
+        ("cifar10",),
+        ("is_mean", "fid"),
+        ("real", "cnn", "resnet", "nas"),
+    ),
+    Layout(
+        "stl10", "STL-10, unconditional generation", ("stl10",), ("is_mean", "fid"), ("real", "cnn", "resnet", "nas")
+    ),
+    Layout("celebahq", "CelebA-HQ", ("celebahq128", "celebahq256"), ("fid",), ("resnet",)),
+)
+TABLE_NAMES = (*(layout.key for layout in LAYOUTS), "other", "runs")  # other: recipes matching no paper table
+
+
+@dataclass(frozen=True)
 class MetricInfo:
     label: str
     higher_is_better: bool
@@ -70,6 +101,9 @@ METRICS = {
     "recall": MetricInfo("recall", True, 3, True),
 }
 PAPER_METRIC = {"fid": "fid", "is_mean": "is"}
+FULL_EVAL_MARK = "†"  # a paper-row cell from a re-evaluation of the chosen checkpoint after training
+WITHIN_NOISE, BEYOND_NOISE = "≈", "*"
+ALPHA = 0.05
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -84,16 +118,17 @@ class Stat:
     std: float | None
     n: int
     seeds: tuple[int, ...]
-    marker: str  # the protocol's footnote marker
+    marker: str  # the cell's footnote marker: a protocol letter, FULL_EVAL_MARK, or ""
     runs: tuple[str, ...]
 
 
 @dataclass
 class Column:
     key: str
-    heading: str  # the dataset over the metric ("CIFAR-10"), "" in tables of one dataset
+    heading: str  # the dataset over the metric ("CelebA-HQ 128"), "" in tables of one dataset
     metric: str  # a METRICS key
     paper: bool  # whether the column has "paper" and "Δ" beside "ours"
+    dataset: str = ""  # the dataset its cells belong to, for the CSV; "" when each row says
 
     @property
     def info(self) -> MetricInfo:
@@ -107,20 +142,34 @@ class Entry:
     ours_bold: bool = False
     paper_bold: bool = False
     paper_marker: str = ""  # the source's number, when a table cites more than one source
+    comparable: bool | None = None  # ours under the paper's protocol; None where no paper protocol applies
+    protocol_id: str = ""  # the appendix entry of ours's protocol
+    p_value: float | None = None  # of the test whether ours differs from the paper beyond noise
 
     @property
     def delta(self) -> float | None:
-        if self.ours is None or self.paper is None:
+        """ours − paper, only where ours was measured under the paper's protocol."""
+        if self.ours is None or self.paper is None or not self.comparable:
             return None
         return self.ours.mean - self.paper.value
+
+    @property
+    def noise_mark(self) -> str:
+        if self.delta is None or self.p_value is None:
+            return ""
+        return WITHIN_NOISE if self.p_value >= ALPHA else BEYOND_NOISE
 
 
 @dataclass
 class Row:
-    group: str
+    group: str  # the block's heading ("Standard CNN"), "" in tables without blocks
     label: str
     entries: list[Entry]
     extra: list[str] = field(default_factory=list)  # text cells, one per Table.extra_columns
+    block: str = ""  # cnn, resnet, nas, real; the model architecture in tables without blocks
+    method: str = ""  # the registry name (gn), "real", or "" for rows that are not a method
+    cr: str = ""  # "", "cr" or "bcr"
+    dataset: str = ""  # for tables whose columns do not name a dataset
 
 
 @dataclass
@@ -134,7 +183,17 @@ class Table:
     footnotes: list[tuple[str, str]] = field(default_factory=list)  # (marker, text)
     notes: list[str] = field(default_factory=list)
     images: list[tuple[str, str]] = field(default_factory=list)  # (caption, path relative to the report)
-    bold: bool = True  # whether the table marks the best value per column
+    bold: bool = True  # whether the table marks the best value per block and column
+    protocol: str = ""  # the table's protocol line, shown under it
+    kind: str = "generic"  # paper, other, generic, runs
+    selector: str = ""  # the --tables name that selects it
+
+
+@dataclass
+class Report:
+    tables: list[Table]
+    evaluations: list[tuple[str, str]] = field(default_factory=list)  # (E1, every field and fingerprint)
+    protocols: list[tuple[str, str]] = field(default_factory=list)  # (protocol id, its evaluation and the rest)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -194,19 +253,23 @@ def paper_recipe_name(dataset: str, arch: str, key: str) -> str:
 
 
 def layout_of(run: RunResult) -> str:
-    """cifar-stl, celebahq, or generic."""
+    """The paper table a run belongs to (cifar10, stl10, celebahq), or generic."""
     dataset, family = paper_dataset(run.config), arch_family(run.config)
     if dataset in ("cifar10", "stl10") and family in ("cnn", "resnet"):
-        return "cifar-stl"
+        return dataset
     if dataset in ("celebahq128", "celebahq256") and family == "resnet":
         return "celebahq"
     return "generic"
 
 
 # ----------------------------------------------------------------------------------------------------
-# Protocols: what must agree before runs are averaged, and how a footnote describes it.
+# Protocols: what must agree before runs are averaged, and how they are described.
 
 ROW_KEYS = ("name", "seed", "method.name", "method.cr_lambda", "method.bcr")
+# Recipe keys that only say how the evaluation was made: the rows themselves are checked for what they change
+# (samples, reference split, generator, sampling mode), so a run scored again after training is not held to its
+# recipe's in-training settings.
+EVALUATION_KEYS = ("eval.num_samples", "eval.metrics", "eval.ref_split", "eval.backend", "eval.bn_mode", "eval.select")
 
 
 def differences(ours: dict[str, Any], reference: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
@@ -240,41 +303,62 @@ class Protocol:
 
     generator: str
     selection: str
-    selection_kind: str
+    selection_kind: str  # in-training, or the checkpoint label of an evaluation after training (best, step-N)
     training: tuple[tuple[str, str, str], ...]  # differences from the reference recipe
     reference: tuple[str, str]  # what `training` is measured against, in words: in full, and short
     evaluation: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...]  # (metric, fingerprint, fields)
-    every: int  # in-training evaluation interval, for the footnote
+    every: int  # in-training evaluation interval
     ema_decay: float
-    dataset: str = ""  # the papers' dataset (cifar10, stl10, ...), whose protocol the footnote compares with
+    steps: int = 0  # train.steps
+
+    @property
+    def id(self) -> str:
+        """A short stable name for the appendix and the CSV: the same protocol gets the same id in every report."""
+        text = json.dumps(
+            [self.generator, self.selection, self.selection_kind, self.training, self.reference, self.evaluation],
+            default=str,
+        )
+        return "p" + hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def field(self, name: str, metric: str = "fid") -> str | None:
+        """One evaluation field of `metric`'s rows (or of any metric's when `metric` has none)."""
+        for found_metric, _, fields in sorted(self.evaluation, key=lambda item: item[0] != metric):
+            values = dict(fields)
+            if name in values and (found_metric == metric or metric not in self.metrics):
+                return values[name]
+        return None
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return tuple(metric for metric, _, _ in self.evaluation)
 
 
 def protocol_of(
     run: RunResult,
+    measurement: Measurement,
     metrics: Iterable[str],
     training: tuple[tuple[str, str, str], ...],
     reference: tuple[str, str],
-    dataset: str = "",
 ) -> Protocol:
     evaluation = tuple(
-        (metric, run.values[metric].fingerprint, run.values[metric].protocol)
+        (metric, measurement.values[metric].fingerprint, measurement.values[metric].protocol)
         for metric in metrics
-        if metric in run.values
+        if metric in measurement.values
     )
     return Protocol(
         generator=run.generator,
-        selection=run.selection,
-        selection_kind=run.selection_kind,
+        selection=measurement.selection,
+        selection_kind=measurement.checkpoint,
         training=training,
         reference=reference,
         evaluation=evaluation,
         every=int(run.get("eval.every", 0) or 0),
         ema_decay=float(run.get("train.ema_decay", 0.0) or 0.0),
-        dataset=dataset,
+        steps=int(run.get("train.steps", 0) or 0),
     )
 
 
-# How a footnote names the protocol columns, in order. Image metrics always name the first seven ("unknown" when
+# How the appendix names the protocol columns, in order. Image metrics always name the first seven ("unknown" when
 # a row lacks them); 2-D measures have no extractor, resize or quantization to name.
 FIELD_WORDS = (
     ("n_fake", "n_fake"),
@@ -285,6 +369,7 @@ FIELD_WORDS = (
     ("resize", "resize"),
     ("quantize", "quantized"),
     ("precision", "precision"),
+    ("bn_mode", "BatchNorm"),
     ("sample_seed", "sample seed"),
     ("params", "settings"),
     ("backend", "backend"),
@@ -296,7 +381,7 @@ POINT_FIELDS = ("n_fake", "reference", "sample_seed", "params", "protocol_versio
 HIDDEN_FIELDS = ("ref_key", "generator")  # folded into others: the reference, the generator sentence
 
 
-def _evaluation_words(fields: dict[str, str], image: bool) -> str:
+def evaluation_words(fields: dict[str, str], image: bool) -> str:
     fields = {name: value for name, value in fields.items() if value != "" and name not in HIDDEN_FIELDS}
     reference = " ".join(part for part in (fields.pop("ref_dataset", ""), fields.pop("ref_split", "")) if part)
     ref_hash = fields.pop("ref_hash", "")
@@ -329,41 +414,62 @@ def _versions(text: str) -> str:
     return ", ".join(f"{name} {version}" for name, version in sorted(found.items()))
 
 
-def describe(protocol: Protocol, paper_check: Callable[[Protocol], list[str]] | None = None) -> str:
-    """One footnote: the evaluation protocol, the generator, the selection, the training recipe."""
-    parts: list[str] = []
-    by_words: dict[str, list[str]] = {}
-    fingerprints: dict[str, list[str]] = {}
-    for metric, fingerprint, fields in protocol.evaluation:
-        info = METRICS.get(metric)
-        words = _evaluation_words(dict(fields), info.image if info else True)
-        by_words.setdefault(words, []).append(METRICS[metric].label if info else metric)
-        fingerprints.setdefault(words, []).append(fingerprint or "none")
-    for words, labels in by_words.items():
-        prints = sorted(set(fingerprints[words]))
-        parts.append(f"{', '.join(labels)}: {words}; fingerprint {', '.join(prints)}")
+def generator_words(protocol: Protocol) -> str:
     if protocol.generator == "ema":
-        parts.append(f"EMA generator (decay {protocol.ema_decay:g})")
-    else:
-        parts.append("raw generator" + (" (no EMA in this recipe)" if protocol.ema_decay == 0 else ""))
-    if protocol.selection_kind == "in-training":
+        return f"EMA generator (decay {protocol.ema_decay:g})"
+    return "raw generator" + (" (no EMA in this recipe)" if protocol.ema_decay == 0 else "")
+
+
+def selection_words(protocol: Protocol) -> str:
+    if protocol.selection_kind == IN_TRAINING:
         every = f" (every {protocol.every} steps)" if protocol.every else ""
-        parts.append(f"the in-training evaluation{every} with the {protocol.selection}")
-    elif protocol.selection_kind == "best":
-        parts.append("the best.pt checkpoint, evaluated after training")
-    elif protocol.selection_kind:
-        parts.append(f"the evaluation with the {protocol.selection} among all evaluations")
+        return f"the in-training evaluation{every} with the {protocol.selection}"
+    return protocol.selection
+
+
+def training_words(protocol: Protocol) -> str:
     full, short = protocol.reference
     if protocol.training:
         changes = "; ".join(f"{key} = {ours} ({short}: {theirs})" for key, ours, theirs in protocol.training)
-        parts.append(f"training differs from the {full}: {changes}")
-    else:
-        parts.append(f"training as the {full}")
-    if paper_check is not None:
-        gaps = paper_check(protocol)
-        if gaps:
-            parts.append("differs from the papers' protocol: " + "; ".join(gaps))
-    return ". ".join(part[0].upper() + part[1:] for part in parts) + "."
+        return f"training differs from the {full}: {changes}"
+    return f"training as the {full}"
+
+
+def describe(protocol: Protocol) -> str:
+    """A footnote: generator, selection and training, without the evaluation's fields (those are in the appendix)."""
+    parts = [generator_words(protocol), selection_words(protocol), training_words(protocol)]
+    return _sentences(parts) + f" Evaluation: protocol {protocol.id} (appendix)."
+
+
+def evaluation_entry(protocol: Protocol) -> str:
+    """Every field of a protocol's evaluation, fingerprints included: printed once per report, in its appendix.
+    Fields the metrics share are named once; each metric then names its own settings and fingerprint."""
+    image = any(METRICS[m].image if m in METRICS else True for m in protocol.metrics)
+    fields = [dict(found) for _, _, found in protocol.evaluation]
+    if not fields:
+        return "No metric rows."
+    common = {name: value for name, value in fields[0].items() if all(f.get(name) == value for f in fields)}
+    common.pop("params", None)
+    parts = [evaluation_words(common, image)]
+    words = dict(FIELD_WORDS)
+    for (metric, fingerprint, _), found in zip(protocol.evaluation, fields, strict=True):
+        label = METRICS[metric].label if metric in METRICS else metric
+        own = [f"{words.get(name, name)} {value}" for name, value in sorted(found.items()) if name not in common]
+        parts.append(f"{label}: {', '.join(own + [f'fingerprint {fingerprint or DASH}'])}")
+    return ". ".join(parts) + "."
+
+
+def protocol_entry(protocol: Protocol, evaluation: str) -> str:
+    """A cell protocol in the appendix: its evaluation (by name), generator, selection and training."""
+    parts = [f"evaluation {evaluation}", generator_words(protocol), selection_words(protocol)]
+    return _sentences([*parts, training_words(protocol)])
+
+
+DASH = "–"
+
+
+def _sentences(parts: list[str]) -> str:
+    return ". ".join(part[0].upper() + part[1:] for part in parts if part) + "."
 
 
 class Markers:
@@ -388,6 +494,61 @@ class Markers:
 
 
 # ----------------------------------------------------------------------------------------------------
+# The paper's protocol: which cells may stand in a paper row and get a Δ.
+
+
+def paper_gaps(
+    protocol: Protocol, paper: PaperProtocol | None, recipe_found: bool, metrics: Iterable[str]
+) -> list[str]:
+    """Where a cell's protocol departs from the paper's, in words; empty when the cell is comparable."""
+    gaps: list[str] = []
+    if not recipe_found:
+        gaps.append(f"no paper recipe to compare the training with ({protocol.reference[0]})")
+    gaps += [f"{key} = {ours} (paper recipe: {theirs})" for key, ours, theirs in protocol.training]
+    if paper is None:
+        return gaps + ["the papers state no protocol for this dataset"]
+    for metric in metrics:
+        fields = next((dict(f) for m, _, f in protocol.evaluation if m == metric), None)
+        if fields is None:
+            continue
+        n_fake = fields.get("n_fake")
+        if paper.n_fake is not None and n_fake != str(paper.n_fake):
+            gaps.append(f"n_fake {n_fake} (paper: {paper.n_fake})")
+        if metric != "fid":  # IS has no reference statistics
+            continue
+        if paper.ref_dataset is not None and fields.get("ref_dataset") != paper.ref_dataset:
+            gaps.append(f"reference statistics of {fields.get('ref_dataset')} (paper: {paper.ref_dataset})")
+        if paper.ref_split is not None and fields.get("ref_split") != paper.ref_split:
+            gaps.append(f"reference split {fields.get('ref_split')} (paper: {paper.ref_split})")
+    if protocol.generator != paper.generator:
+        words = {"ema": "EMA", "raw": "raw"}
+        gaps.append(f"{words.get(protocol.generator, protocol.generator)} generator (paper: {words[paper.generator]})")
+    if protocol.selection_kind not in (IN_TRAINING, "best") and not protocol.selection.startswith("the step-"):
+        gaps.append(f"{protocol.selection} (paper: the best FID over training)")
+    return list(dict.fromkeys(gaps))
+
+
+def noise_test(ours: Stat, paper: PaperValue) -> float | None:
+    """p of a two-sided test that ours and the paper differ: Welch's t-test where the paper says over how many runs
+    its ± is, else a one-sample t-test of our seeds against the paper's mean; None for fewer than two seeds."""
+    from scipy import stats  # only where a paper table is built
+
+    if ours.n < 2 or ours.std is None:
+        return None
+    if paper.runs is not None and paper.runs >= 2 and paper.std is not None:
+        if ours.std == 0 and paper.std == 0:
+            return 1.0 if ours.mean == paper.value else 0.0
+        result = stats.ttest_ind_from_stats(
+            ours.mean, ours.std, ours.n, paper.value, paper.std, paper.runs, equal_var=False
+        )
+        return float(result.pvalue)
+    if ours.std == 0:
+        return 1.0 if ours.mean == paper.value else 0.0
+    t = (ours.mean - paper.value) / (ours.std / math.sqrt(ours.n))
+    return float(2 * stats.t.sf(abs(t), ours.n - 1))
+
+
+# ----------------------------------------------------------------------------------------------------
 # Cells: one (row, column) of measured values, split by protocol.
 
 
@@ -406,66 +567,51 @@ def aggregate(values: list[tuple[int, float, str]], marker: str) -> Stat:
 
 
 @dataclass
-class _Measured:
-    """Per column key: protocol -> [(seed, value, run)], protocols in first-seen order."""
+class _Group:
+    """The runs of one (block, method, protocol): per column key, [(seed, value, run)]."""
 
-    cells: dict[str, dict[Protocol, list[tuple[int, float, str]]]] = field(default_factory=dict)
+    block: str
+    method: str
+    protocol: Protocol
+    comparable: bool
+    gaps: list[str]
+    dataset: str = ""
+    values: dict[str, list[tuple[int, float, str]]] = field(default_factory=dict)
 
-    def add(self, column: str, protocol: Protocol, seed: int, value: float, run: str) -> None:
-        self.cells.setdefault(column, {}).setdefault(protocol, []).append((seed, value, run))
+    def add(self, column: str, seed: int, value: float, run: str) -> None:
+        self.values.setdefault(column, []).append((seed, value, run))
 
+    @property
+    def n(self) -> int:
+        return max((len(found) for found in self.values.values()), default=0)
 
-def _display_rows(
-    group: str,
-    label: str,
-    columns: list[Column],
-    measured: _Measured | None,
-    papers: dict[str, PaperValue],
-    markers: Markers,
-    extra: Callable[[list[Entry]], list[str]] | None = None,
-) -> list[Row]:
-    """One row per protocol of the column with the most protocols (at least one row)."""
-    per_column = {
-        column.key: list((measured.cells.get(column.key, {}) if measured else {}).items()) for column in columns
-    }
-    height = max([1, *(len(cells) for cells in per_column.values())])
-    rows = []
-    for index in range(height):
-        entries = []
-        for column in columns:
-            cells = per_column[column.key]
-            ours = None
-            if index < len(cells):
-                protocol, values = cells[index]
-                ours = aggregate(values, markers(protocol))
-            entries.append(Entry(ours=ours, paper=papers.get(column.key)))
-        rows.append(Row(group=group, label=label, entries=entries, extra=extra(entries) if extra else []))
-    return rows
+    def stat(self, column: str, marker: str) -> Stat | None:
+        found = self.values.get(column)
+        return aggregate(found, marker) if found else None
 
 
 def mark_best(table: Table) -> None:
-    """Bold the best of ours per column among cells of one protocol, and the best paper value per column."""
+    """Bold the best of ours and the best paper value per block and column; the Real data block never."""
     for index, column in enumerate(table.columns):
         info = column.info
         pick = max if info.higher_is_better else min
-        by_marker: dict[str, list[Entry]] = {}
+        blocks: dict[str, list[Entry]] = {}
         for row in table.rows:
-            entry = row.entries[index]
-            if entry.ours is not None:
-                by_marker.setdefault(entry.ours.marker, []).append(entry)
-        for entries in by_marker.values():
-            if len(entries) < 2:
-                continue
-            best = pick(round(entry.ours.mean, info.decimals) for entry in entries if entry.ours)
-            for entry in entries:
-                if entry.ours is not None and round(entry.ours.mean, info.decimals) == best:
-                    entry.ours_bold = True
-        papers = [row.entries[index] for row in table.rows if row.entries[index].paper and row.group != "Real data"]
-        if len(papers) >= 2:
-            best_paper = pick(entry.paper.value for entry in papers if entry.paper)
-            for entry in papers:
-                if entry.paper is not None and entry.paper.value == best_paper:
-                    entry.paper_bold = True
+            if row.block != "real":
+                blocks.setdefault(row.group, []).append(row.entries[index])
+        for entries in blocks.values():
+            ours = [entry for entry in entries if entry.ours is not None]
+            if len(ours) >= 2:
+                best = pick(round(entry.ours.mean, info.decimals) for entry in ours if entry.ours)
+                for entry in ours:
+                    if entry.ours is not None and round(entry.ours.mean, info.decimals) == best:
+                        entry.ours_bold = True
+            papers = [entry for entry in entries if entry.paper is not None]
+            if len(papers) >= 2:
+                best_paper = pick(entry.paper.value for entry in papers if entry.paper)
+                for entry in papers:
+                    if entry.paper is not None and entry.paper.value == best_paper:
+                        entry.paper_bold = True
 
 
 def cite_sources(table: Table) -> None:
@@ -491,32 +637,23 @@ def cite_sources(table: Table) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The tables.
+# The paper tables.
 
 RecipeLookup = Callable[[str], dict[str, Any] | None]  # shipped recipe name -> flattened config, or None
 
 
 def _finished(runs: Iterable[RunResult]) -> list[RunResult]:
-    return [run for run in runs if run.status == "finished" and run.values]
+    return [run for run in runs if run.status == "finished" and run.measurements]
 
 
-def paper_table(layout: str, runs: list[RunResult], papers: PaperNumbers, lookup: RecipeLookup) -> Table | None:
-    """The CIFAR-10 / STL-10 table (IS and FID per dataset) or the CelebA-HQ table (FID per resolution)."""
-    mine = [run for run in runs if layout_of(run) == layout]
-    if not mine:
-        return None
-    if layout == "cifar-stl":
-        datasets, metrics = ["cifar10", "stl10"], ["is_mean", "fid"]
-        groups = ["cnn", "resnet", "nas", "real"]
-        title = "CIFAR-10 and STL-10, unconditional generation"
-    else:
-        datasets, metrics = ["celebahq128", "celebahq256"], ["fid"]
-        groups = ["resnet"]
-        title = "CelebA-HQ"
-    columns = [Column(f"{d}/{m}", DATASETS[d], m, paper=True) for d in datasets for m in metrics]
-    markers = Markers()
-    measured: dict[tuple[str, str], _Measured] = {}
-    for run in _finished(mine):
+_PAPER_REFERENCE = ("paper recipe of its row (<dataset>_<arch>_<method>[_cr].toml)", "paper recipe")
+
+
+def _paper_groups(layout: Layout, runs: list[RunResult], papers: PaperNumbers, lookup: RecipeLookup) -> list[_Group]:
+    """Each finished run's measurement, grouped by (block, method, protocol); one measurement per run: one under the
+    paper's protocol when the run has one, the preferred (`Measurement.rank`) among those."""
+    groups: dict[tuple[str, str, Protocol], _Group] = {}
+    for run in _finished(runs):
         dataset, family, key = paper_dataset(run.config), arch_family(run.config), method_key(run.config)
         assert dataset is not None and family is not None
         recipe_name = paper_recipe_name(dataset, family, key)
@@ -524,88 +661,227 @@ def paper_table(layout: str, runs: list[RunResult], papers: PaperNumbers, lookup
         if reference_config is None:  # group by the recipe itself, so different recipes are never averaged
             digest = hashlib.sha256(config_key(run.config, ROW_KEYS).encode()).hexdigest()[:8]
             training: tuple[tuple[str, str, str], ...] = ()
-            reference = (
-                f"recipe {digest} (no paper recipe {recipe_name}.toml was found to compare with)",
-                "",
-            )
+            reference = (f"recipe {digest} (no paper recipe {recipe_name}.toml was found to compare with)", "")
         else:
-            training, reference = differences(run.config, reference_config), _PAPER_REFERENCE
-        protocol = protocol_of(run, metrics, training, reference, dataset)
-        for metric in metrics:
-            if metric in run.values:
-                cell = measured.setdefault((family, key), _Measured())
-                cell.add(f"{dataset}/{metric}", protocol, run.seed, run.values[metric].value, run.rel)
+            every = differences(run.config, reference_config)
+            training, reference = tuple(d for d in every if d[0] not in EVALUATION_KEYS), _PAPER_REFERENCE
+        options = []
+        for measurement in run.measurements:
+            protocol = protocol_of(run, measurement, layout.metrics, training, reference)
+            gaps = paper_gaps(protocol, papers.protocols.get(dataset), reference_config is not None, layout.metrics)
+            options.append((not gaps, measurement.rank(), protocol, gaps, measurement))
+        comparable, _, protocol, gaps, measurement = max(options, key=lambda option: option[:2])
+        group = groups.setdefault((family, key, protocol), _Group(family, key, protocol, comparable, gaps, dataset))
+        for metric in layout.metrics:
+            if metric in measurement.values:
+                group.add(f"{dataset}/{metric}", run.seed, measurement.values[metric].value, run.rel)
+    return list(groups.values())
+
+
+def _row_keys(layout: Layout, block: str, papers: PaperNumbers, measured: Iterable[str]) -> list[str]:
+    """The paper's rows of a block in the paper's order, then measured methods the paper lacks, in METHOD_ORDER."""
+    keys: list[str] = []
+    for dataset in layout.datasets:
+        keys += [key for key in papers.rows(dataset, block) if key not in keys]
+    return keys + sorted({key for key in measured if key not in keys}, key=method_order)
+
+
+def paper_tables(
+    layout: Layout,
+    runs: list[RunResult],
+    papers: PaperNumbers,
+    lookup: RecipeLookup,
+    real: dict[str, dict[str, Stat]] | None = None,
+    always: bool = False,
+    seen: dict[str, Protocol] | None = None,
+) -> list[Table]:
+    """The paper table of `layout` (one row per method and block) and the table of its cells under other protocols."""
+    mine = [run for run in runs if layout_of(run) == layout.key]
+    if not mine and not always:
+        return []
+    several = len(layout.datasets) > 1
+    columns = [
+        Column(f"{d}/{m}", DATASETS[d] if several else "", m, paper=True, dataset=d)
+        for d in layout.datasets
+        for m in layout.metrics
+    ]
+    groups = _paper_groups(layout, mine, papers, lookup)
+    if seen is not None:
+        seen.update((group.protocol.id, group.protocol) for group in groups)
+    chosen: dict[tuple[str, str], _Group] = {}
+    for group in groups:  # per method and block, the comparable cell with most seeds; an evaluation after training
+        if not group.comparable:  # before an in-training one
+            continue
+        rank = (group.protocol.selection_kind != IN_TRAINING, group.n)
+        current = chosen.get((group.block, group.method))
+        if current is None or rank > (current.protocol.selection_kind != IN_TRAINING, current.n):
+            chosen[(group.block, group.method)] = group
     rows: list[Row] = []
-    for group in groups:
-        keys: list[str] = []
-        for dataset in datasets:
-            keys += [key for key in papers.rows(dataset, group) if key not in keys]
-        keys += [key for (family, key) in measured if family == group and key not in keys]
-        if group in ("cnn", "resnet"):
-            keys.sort(key=method_order)
-        for key in keys:
-            paper_cells = {}
+    for block in layout.blocks:
+        measured = [method for (b, method) in chosen if b == block]
+        for key in _row_keys(layout, block, papers, measured):
+            group = chosen.get((block, key))
+            entries = []
             for column in columns:
                 dataset, metric = column.key.split("/")
-                found = papers.get(dataset, group, key, PAPER_METRIC.get(metric, metric))
-                if found is not None:
-                    paper_cells[column.key] = found
-            label = method_label(key)
-            rows += _display_rows(GROUPS[group], label, columns, measured.get((group, key)), paper_cells, markers)
-    table = Table(key=layout, title=title, label_heading="Method", columns=columns, rows=rows)
-
-    def paper_check(protocol: Protocol) -> list[str]:
-        return _paper_gaps(protocol, papers)
-
-    table.footnotes = [(markers.letter(i), describe(p, paper_check)) for i, p in enumerate(markers.order)]
+                paper = papers.get(dataset, block, key, PAPER_METRIC.get(metric, metric))
+                ours = None
+                if group is not None:
+                    mark = FULL_EVAL_MARK if group.protocol.selection_kind != IN_TRAINING else ""
+                    ours = group.stat(column.key, mark)
+                elif block == "real" and real:
+                    ours = real.get(dataset, {}).get(metric)
+                entry = Entry(ours=ours, paper=paper, comparable=True if ours is not None else None)
+                if group is not None and ours is not None:
+                    entry.protocol_id = group.protocol.id
+                if ours is not None and paper is not None and group is not None:
+                    entry.p_value = noise_test(ours, paper)
+                entries.append(entry)
+            base, cr = split_key(key)
+            rows.append(Row(GROUPS[block], method_label(key), entries, block=block, method=base, cr=cr))
+    table = Table(
+        key=layout.key,
+        title=layout.title,
+        label_heading="Method",
+        columns=columns,
+        rows=rows,
+        kind="paper",
+        selector=layout.key,
+    )
+    table.protocol = _protocol_line(layout, list(chosen.values()), papers)
+    if any(group.protocol.selection_kind != IN_TRAINING for group in chosen.values()):
+        table.footnotes.append(
+            (FULL_EVAL_MARK, "the chosen checkpoint evaluated again after training (`ganbench eval --checkpoint best`)")
+        )
     mark_best(table)
     cite_sources(table)
-    table.notes.insert(0, _OURS_NOTE)
+    table.notes.append(_PAPER_NOTE)
     _note_unfinished(table, mine)
-    return table
+    other = _other_table(layout, [group for group in groups if chosen.get((group.block, group.method)) is not group])
+    if other is not None:
+        table.notes.append(f"Cells measured under other protocols: table “{other.title}”.")
+    return [table] + ([other] if other is not None else [])
 
 
-_PAPER_REFERENCE = ("paper recipe of its row (<dataset>_<arch>_<method>[_cr].toml)", "paper recipe")
-_OURS_NOTE = (
-    "Ours: the best FID over training (the lowest in-training FID of the generator the recipe's protocol "
-    "selects, named in each footnote), with IS taken at that same evaluation; mean ± sample standard "
-    "deviation over (n=) seeds, a value without n is one run. Δ = ours − paper. Bold: the best value per "
-    "column (ours: among cells of one protocol). Letters mark the protocol a value was measured under "
-    "(footnotes below); – means not reported."
+_PAPER_NOTE = (
+    "Ours: mean ± sample standard deviation over seeds of the runs under the paper's protocol (one cell per method "
+    "and block; cells under other protocols are in the table of other protocols, without Δ). Δ = ours − paper. "
+    "Bold: the best value per block and column. – means not reported."
 )
 
 
-def _paper_gaps(protocol: Protocol, papers: PaperNumbers) -> list[str]:
-    """Where an evaluation protocol differs from the papers' (n_fake, reference split, reported generator)."""
-    gaps: list[str] = []
-    reference = papers.protocols.get(protocol.dataset)
-    for metric, _, fields in protocol.evaluation:
-        values = dict(fields)
-        if metric != "fid" or reference is None:
-            continue
-        n_fake = values.get("n_fake")
-        if reference.n_fake is not None and n_fake is not None and n_fake != str(reference.n_fake):
-            gaps.append(f"n_fake {n_fake} (papers: {reference.n_fake})")
-        split = values.get("ref_split")
-        if reference.ref_split is not None and split is not None and split != reference.ref_split:
-            gaps.append(f"reference split {split} (papers: {reference.ref_split})")
-    if reference is not None and protocol.generator != reference.generator:
-        words = {"ema": "EMA", "raw": "raw"}
-        gaps.append(f"{words[protocol.generator]} generator (papers: {words[reference.generator]})")
-    if protocol.selection_kind != "in-training":
-        gaps.append("not the best of the in-training evaluations (papers: best FID over training)")
-    return sorted(set(gaps), key=gaps.index)
+def _protocol_line(layout: Layout, groups: list[_Group], papers: PaperNumbers) -> str:
+    """What every cell of ours in the paper rows was measured with, and the test behind the noise marks."""
+    described = [papers.protocols[d].description for d in layout.datasets if d in papers.protocols]
+    paper = "Paper: " + "; ".join(described) + "." if described else ""
+    if not groups:
+        return f"Ours: no finished run under the paper's protocol yet. {paper}".strip()
+
+    def values(read: Callable[[Protocol], Any]) -> str:
+        found = list(dict.fromkeys(str(read(group.protocol)) for group in groups))
+        return " / ".join(found)
+
+    def samples(protocol: Protocol) -> str:
+        n = protocol.field("n_fake")
+        return f"{int(n):,}" if n and n.isdigit() else str(n)
+
+    def statistics_of(protocol: Protocol) -> str:
+        n_real = protocol.field("n_real")
+        count = f"{int(n_real):,} images" if n_real and n_real.isdigit() else "size unknown"
+        return f"{protocol.field('ref_dataset')} {protocol.field('ref_split')} ({count})"
+
+    def selection(protocol: Protocol) -> str:
+        every = f", evaluated every {protocol.every:,} steps" if protocol.every else ""
+        return f"best FID over training{every}"
+
+    seeds = {group.n for group in groups}
+    parts = [
+        f"{values(samples)} samples",
+        f"FID against {values(statistics_of)} statistics" if "fid" in layout.metrics else "",
+        f"{values(lambda p: p.generator)} generator",
+        values(selection) + (", IS at that evaluation" if "is_mean" in layout.metrics else ""),
+        f"{values(lambda p: f'{p.steps:,}')} steps trained",
+        f"n = {'/'.join(str(n) for n in sorted(seeds))} seeds per cell",
+    ]
+    test = (
+        f"{WITHIN_NOISE}: |Δ| within noise, {BEYOND_NOISE}: p < {ALPHA} in a two-sided Welch's t-test of our seeds "
+        "against the paper's mean ± std (a one-sample t-test against the paper's mean where the paper does not say "
+        "over how many runs its ± is); no mark for one seed"
+    )
+    ours = "Ours: " + "; ".join(part for part in parts if part) + ". " + test + "."
+    return f"{ours} {paper}".strip()
+
+
+def _other_table(layout: Layout, groups: list[_Group]) -> Table | None:
+    """The cells of `layout`'s datasets measured under another protocol than the paper's: ours only, no Δ."""
+    if not groups:
+        return None
+    columns = [
+        Column(f"{d}/{m}", DATASETS[d] if len(layout.datasets) > 1 else "", m, paper=False, dataset=d)
+        for d in layout.datasets
+        for m in layout.metrics
+    ]
+    markers = Markers()
+    order = {block: index for index, block in enumerate(layout.blocks)}
+    groups = sorted(groups, key=lambda g: (order.get(g.block, len(order)), method_order(g.method)))
+    rows = []
+    for group in groups:
+        marker = markers(group.protocol)
+        entries = [
+            Entry(ours=group.stat(column.key, ""), comparable=group.comparable, protocol_id=group.protocol.id)
+            for column in columns
+        ]
+        seeds = sorted({seed for found in group.values.values() for seed, _, _ in found})
+        base, cr = split_key(group.method)
+        rows.append(
+            Row(
+                GROUPS.get(group.block, group.block),
+                method_label(group.method),
+                entries,
+                extra=[marker, ", ".join(map(str, seeds))],
+                block=group.block,
+                method=base,
+                cr=cr,
+            )
+        )
+    table = Table(
+        key=f"{layout.key}-other",
+        title=f"{layout.title}: other protocols",
+        label_heading="Method",
+        columns=columns,
+        rows=rows,
+        extra_columns=["protocol", "seeds"],
+        bold=False,
+        kind="other",
+        selector=layout.key,
+    )
+    for index, protocol in enumerate(markers.order):
+        group = next(g for g in groups if g.protocol == protocol)
+        if group.comparable:
+            why = "the paper's protocol, but another cell of the same method stands in the paper row"
+        else:
+            why = "differs from the paper's protocol: " + "; ".join(group.gaps)
+        table.footnotes.append((markers.letter(index), f"{why}. Protocol {protocol.id} (appendix)."))
+    table.notes.append(
+        "Not comparable with the papers' numbers, so no paper column and no Δ; each row is one protocol (letter), "
+        "mean ± sample standard deviation over its seeds."
+    )
+    return table
 
 
 def _note_unfinished(table: Table, runs: list[RunResult]) -> None:
-    left = [run for run in runs if run.status != "finished" or not run.values]
+    left = [run for run in runs if run.status != "finished" or not run.measurements]
     if left:
         states = Counter("no evaluations" if run.status == "finished" else run.status for run in left)
         words = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
         table.notes.append(f"Not in this table ({words}): see the table of all runs.")
 
 
-def generic_tables(runs: list[RunResult]) -> list[Table]:
+# ----------------------------------------------------------------------------------------------------
+# Recipes matching no paper layout, and every run.
+
+
+def generic_tables(runs: list[RunResult], seen: dict[str, Protocol] | None = None) -> list[Table]:
     """One summary per recipe name matching no paper layout: methods × (mean ± std over seeds) per metric."""
     names: dict[str, list[RunResult]] = {}
     for run in runs:
@@ -620,17 +896,41 @@ def generic_tables(runs: list[RunResult]) -> list[Table]:
         columns = [Column(metric, "", metric, paper=False) for metric in metrics]
         base = _most_common([semantic(run.config, ROW_KEYS) for run in finished])
         markers = Markers()
-        measured: dict[str, _Measured] = {}
+        cells: dict[tuple[str, Protocol], _Group] = {}
         for run in finished:
             training = differences(run.config, base)
-            protocol = protocol_of(run, metrics, training, ("most common recipe of this table", "most common"))
+            measurement = run.measurements[0]
+            protocol = protocol_of(
+                run, measurement, metrics, training, ("most common recipe of this table", "most common")
+            )
+            key = method_key(run.config)
+            cell = cells.setdefault(
+                (key, protocol),
+                _Group(str(run.get("model.arch", "")), key, protocol, False, [], str(run.get("data.name", ""))),
+            )
             for metric in metrics:
-                if metric in run.values:
-                    cell = measured.setdefault(method_key(run.config), _Measured())
-                    cell.add(metric, protocol, run.seed, run.values[metric].value, run.rel)
+                if metric in measurement.values:
+                    cell.add(metric, run.seed, measurement.values[metric].value, run.rel)
+        if seen is not None:
+            seen.update((protocol.id, protocol) for _, protocol in cells)
         rows: list[Row] = []
-        for key in sorted(measured, key=method_order):
-            rows += _display_rows("", method_label(key), columns, measured[key], {}, markers, _seeds_cell)
+        for cell in sorted(cells.values(), key=lambda c: method_order(c.method)):
+            marker = markers(cell.protocol)
+            entries = [Entry(ours=cell.stat(c.key, marker), protocol_id=cell.protocol.id) for c in columns]
+            seeds = sorted({seed for found in cell.values.values() for seed, _, _ in found})
+            method, cr = split_key(cell.method)
+            rows.append(
+                Row(
+                    "",
+                    method_label(cell.method),
+                    entries,
+                    extra=[", ".join(map(str, seeds))],
+                    block=cell.block,
+                    method=method,
+                    cr=cr,
+                    dataset=cell.dataset,
+                )
+            )
         table = Table(
             key=f"generic-{name}",
             title=f"{name}: methods over seeds",
@@ -638,20 +938,39 @@ def generic_tables(runs: list[RunResult]) -> list[Table]:
             columns=columns,
             rows=rows,
             extra_columns=["seeds"],
+            selector="other",
         )
         table.footnotes = [(markers.letter(i), describe(p)) for i, p in enumerate(markers.order)]
-        mark_best(table)
+        _mark_best_per_protocol(table)
         table.notes.append(
-            "Each run reports one in-training evaluation: the best FID when the recipe measures FID, else "
-            "the one with the most modes covered, then the highest % HQ (the rule that picks best.pt); mean "
-            "± sample standard deviation over (n=) seeds. Bold: the best value per column among cells of one "
-            "protocol."
+            "Each run reports one evaluation: the best FID when the recipe measures FID, else the one with the most "
+            "modes covered, then the highest % HQ (the rule that picks best.pt); mean ± sample standard deviation "
+            "over (n=) seeds. Bold: the best value per column among cells of one protocol."
         )
         if not rows:
             table.notes.append("No finished run with evaluations yet.")
         _note_unfinished(table, group)
         tables.append(table)
     return tables
+
+
+def _mark_best_per_protocol(table: Table) -> None:
+    """Bold the best of ours per column among the cells of one protocol (a table without a paper protocol)."""
+    for index, column in enumerate(table.columns):
+        info = column.info
+        pick = max if info.higher_is_better else min
+        by_marker: dict[str, list[Entry]] = {}
+        for row in table.rows:
+            entry = row.entries[index]
+            if entry.ours is not None:
+                by_marker.setdefault(entry.ours.marker, []).append(entry)
+        for entries in by_marker.values():
+            if len(entries) < 2:
+                continue
+            best = pick(round(entry.ours.mean, info.decimals) for entry in entries if entry.ours)
+            for entry in entries:
+                if entry.ours is not None and round(entry.ours.mean, info.decimals) == best:
+                    entry.ours_bold = True
 
 
 def _most_common(configs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -662,11 +981,6 @@ def _most_common(configs: list[dict[str, Any]]) -> dict[str, Any]:
     counts = Counter(frozen)
     best = max(counts.values())
     return configs[next(i for i, key in enumerate(frozen) if counts[key] == best)]
-
-
-def _seeds_cell(entries: list[Entry]) -> list[str]:
-    seeds = sorted({seed for entry in entries if entry.ours for seed in entry.ours.seeds})
-    return [", ".join(str(seed) for seed in seeds)]
 
 
 def runs_table(runs: list[RunResult]) -> Table:
@@ -684,24 +998,51 @@ def runs_table(runs: list[RunResult]) -> Table:
                 stat = Stat(chosen.value, None, 1, (run.seed,), "", (run.rel,))
             entries.append(Entry(ours=stat))
         step = f"{run.step}/{run.steps}"
-        chosen_at = "–" if run.selected_step is None else f"{run.selected_step} ({run.generator})"
-        extra = [run.name, method_label(method_key(run.config)), str(run.seed), run.status, step, chosen_at]
-        rows.append(Row(group="", label=run.rel, entries=entries, extra=extra))
+        chosen_at = "–" if run.selected_step is None else f"{run.selected_step} ({run.generator}, {run.selection_kind})"
+        status = run.status + (f": {run.error}" if run.error else "")
+        extra = [run.name, method_label(method_key(run.config)), str(run.seed), status, step, chosen_at]
+        rows.append(Row(group="", label=run.rel, entries=entries, extra=extra, method=method_key(run.config)))
     return Table(
         key="runs",
         title="All runs",
         label_heading="Run",
         columns=columns,
         rows=rows,
-        extra_columns=["recipe", "method", "seed", "status", "step", "reported step (G)"],
+        extra_columns=["recipe", "method", "seed", "status", "step", "reported step (G, evaluation)"],
         notes=["Each run's reported evaluation (see above); runs not finished are included here."],
         bold=False,
+        kind="runs",
+        selector="runs",
     )
 
 
-def build_tables(runs: list[RunResult], papers: PaperNumbers, lookup: RecipeLookup) -> list[Table]:
-    tables = [table for layout in ("cifar-stl", "celebahq") if (table := paper_table(layout, runs, papers, lookup))]
-    tables += generic_tables(runs)
-    if runs:
+def arrange(
+    runs: list[RunResult],
+    papers: PaperNumbers,
+    lookup: RecipeLookup,
+    selected: Iterable[str] | None = None,
+    real: dict[str, dict[str, Stat]] | None = None,
+) -> Report:
+    """The tables `selected` names (TABLE_NAMES; default all) and the appendix of the protocols they cite."""
+    wanted = set(TABLE_NAMES if selected is None else selected)
+    explicit = selected is not None
+    seen: dict[str, Protocol] = {}
+    tables: list[Table] = []
+    for layout in LAYOUTS:
+        if layout.key in wanted:
+            tables += paper_tables(layout, runs, papers, lookup, real, always=explicit, seen=seen)
+    if "other" in wanted:
+        tables += generic_tables(runs, seen)
+    if "runs" in wanted and runs:
         tables.append(runs_table(runs))
-    return tables
+    cited = [entry.protocol_id for table in tables for row in table.rows for entry in row.entries if entry.protocol_id]
+    report = Report(tables)
+    names: dict[tuple[tuple[str, str], ...], str] = {}
+    for pid in dict.fromkeys(cited):
+        protocol = seen[pid]
+        key = tuple((metric, fingerprint) for metric, fingerprint, _ in protocol.evaluation)
+        if key not in names:
+            names[key] = f"E{len(names) + 1}"
+            report.evaluations.append((names[key], evaluation_entry(protocol)))
+        report.protocols.append((pid, protocol_entry(protocol, names[key])))
+    return report
