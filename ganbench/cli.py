@@ -385,12 +385,26 @@ def report(
             "runs without EMA report the raw G."
         ),
     ] = "selected",
+    tables: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of tables: cifar10, stl10, celebahq (each with its other-protocols table), other "
+            "(recipes of no paper table), runs; default all (LaTeX: all but runs)."
+        ),
+    ] = None,
+    columns: Annotated[str, typer.Option(help="The paper tables' columns: ours, paper or both.")] = "both",
+    decimals: Annotated[
+        int | None, typer.Option(help="Decimals of our numbers (0-6); default each metric's own (FID, IS: 2).")
+    ] = None,
 ) -> None:
     """Render the papers' tables from run directories, with the papers' numbers and the deltas beside ours."""
-    from ganbench.report import build_report
+    from ganbench.report import build_report, parse_tables
 
     def work() -> None:
-        text, warnings = build_report(results, fmt, output, generator=generator)
+        chosen = parse_tables(tables) if tables is not None else None
+        text, warnings = build_report(
+            results, fmt, output, generator=generator, tables=chosen, columns=columns, decimals=decimals
+        )
         if output is None:
             console.print(text, soft_wrap=True, highlight=False, markup=False)
         else:

@@ -77,6 +77,7 @@ def build_report(
     for name in tables or []:
         if name not in TABLE_NAMES:
             raise GanbenchError(f"--tables {name}: unknown table; choose from {', '.join(TABLE_NAMES)}")
+    explicit = tables is not None
     if tables is None and fmt == "latex":
         tables = [name for name in TABLE_NAMES if name != "runs"]
     results = Path(results)
@@ -87,7 +88,7 @@ def build_report(
         why = "; ".join(warnings) if warnings else "run `ganbench train` or `ganbench compare` first"
         raise GanbenchError(f"--results {results}: no readable run directory below it ({why})")
     warnings = [_relative(warning, results) for warning in warnings]
-    report = arrange(runs, papers.load(), paper_recipe_lookup(recipe_dirs), tables)
+    report = arrange(runs, papers.load(), paper_recipe_lookup(recipe_dirs), tables, explicit=explicit)
     if figures and output is not None and fmt in ("markdown", "html"):
         from ganbench.report.plots import add_figures  # matplotlib only when figures are drawn
 

@@ -213,6 +213,8 @@ _LATEX = {
     "’": "'",
     "‘": "`",
     "≈": r"$\approx$",
+    "|": r"$|$",
+    "`": r"\textasciigrave{}",
     "“": "``",
     "”": "''",
 }
@@ -220,14 +222,22 @@ _LATEX = {
 
 def latex_escape(text: str) -> str:
     """Text as LaTeX that pdflatex typesets without extra packages; characters beyond Latin-1 that no mapping
-    names become "?" rather than stopping the compilation."""
-    return "".join(_LATEX.get(char, char if ord(char) < 256 else "?") for char in text)
+    names become "?" rather than stopping the compilation. "--" stays two hyphens (an option, not a dash)."""
+    out = []
+    for index, char in enumerate(text):
+        if char == "-" and text[index + 1 : index + 2] == "-":
+            out.append("-{}")
+        else:
+            out.append(_LATEX.get(char, char if ord(char) < 256 else "?"))
+    return "".join(out)
 
 
 def _latex_cell(kind: str, text: str, bold: bool, marker: str) -> str:
-    text = latex_escape(text)
-    if kind == "delta" and text:
-        text = text.replace(" ", r"\,")
+    if kind == "delta" and text:  # the number in math (a real minus sign), the noise mark beside it
+        number_text, _, mark = text.partition(" ")
+        text = f"${number_text}$" + (rf"\,{latex_escape(mark)}" if mark else "")
+    else:
+        text = latex_escape(text)
     text = rf"\textbf{{{text}}}" if bold else text
     return text + (rf"\textsuperscript{{{latex_escape(marker)}}}" if marker else "")
 
@@ -270,15 +280,21 @@ def latex_table(table: Table, options: Options) -> str:
         lines += [" & ".join(heads) + r" \\", " ".join(rules)]
     split = any(width > 1 for width in widths)
     if split:
-        heads, rules = _latex_spans(table, widths, lead, lambda column: column.heading + "\0" + column.info.label)
-        heads = [head.split("\0")[-1] if "\0" in head else head for head in heads]
+        heads, rules, start = [""] * lead, [], lead + 1
+        for column, width in zip(table.columns, widths, strict=True):
+            label = latex_escape(column.info.label)
+            heads.append(rf"\multicolumn{{{width}}}{{c}}{{{label}}}" if width > 1 else label)
+            if width > 1:
+                rules.append(rf"\cmidrule(lr){{{start}-{start + width - 1}}}")
+            start += width
         lines += [" & ".join(heads) + r" \\", " ".join(rules)]
     leaves = [latex_escape(table.label_heading), *map(latex_escape, table.extra_columns)]
     for column in table.columns:
-        if split or column.paper:
+        if split:
             leaves += [latex_escape(leaf) for leaf in options.leaves(column)]
         else:
-            leaves.append(latex_escape(column.info.label))
+            label = latex_escape(column.info.label)
+            leaves.append(label if not column.paper else f"{label} {latex_escape(options.leaves(column)[0])}")
     lines += [" & ".join(leaves) + r" \\", r"\midrule"]
     group = None
     for row in table.rows:

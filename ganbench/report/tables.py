@@ -1022,10 +1022,12 @@ def arrange(
     lookup: RecipeLookup,
     selected: Iterable[str] | None = None,
     real: dict[str, dict[str, Stat]] | None = None,
+    explicit: bool | None = None,
 ) -> Report:
-    """The tables `selected` names (TABLE_NAMES; default all) and the appendix of the protocols they cite."""
+    """The tables `selected` names (TABLE_NAMES; default all) and the appendix of the protocols they cite; paper
+    tables are shown without runs of theirs when `explicit` (default: when `selected` is given)."""
     wanted = set(TABLE_NAMES if selected is None else selected)
-    explicit = selected is not None
+    explicit = selected is not None if explicit is None else explicit
     seen: dict[str, Protocol] = {}
     tables: list[Table] = []
     for layout in LAYOUTS:
