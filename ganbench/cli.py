@@ -337,7 +337,15 @@ def compare(
     launcher: Annotated[str, typer.Option(help="local (one run per GPU, CPU when none) or slurm (submitit).")] = (
         "local"
     ),
-    dry_run: Annotated[bool, typer.Option(help="Show the plan and run nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show the plan, with each run's `ganbench train ... --set` line, and run nothing.")
+    ] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Runs at once per GPU (or on the CPU when there is none or every recipe sets train.device=cpu)."
+        ),
+    ] = 1,
 ) -> None:
     """Run one recipe per (method, seed), skipping finished runs and resuming interrupted ones, then print the table."""
     from ganbench import compare as comparing
@@ -352,20 +360,23 @@ def compare(
             results=results,
             protocol=protocol,
         )
-        console.print(comparing.format_plan(planned), soft_wrap=True, highlight=False, markup=False)
+        console.print(comparing.format_plan(planned, commands=dry_run), soft_wrap=True, highlight=False, markup=False)
         if dry_run:
             return
-        done = comparing.run_plan(planned, launcher=launcher, progress=RichProgress("run"))
+        done = comparing.run_plan(planned, launcher=launcher, progress=RichProgress("run"), jobs=jobs)
         if launcher == "slurm":
             console.print(comparing.format_plan(done), soft_wrap=True, highlight=False, markup=False)
             return
-        text, warnings = build_report(comparing.results_root(done), "markdown", figures=False)
+        # The table of this call's runs only, whatever else the results folder holds.
+        text, warnings = build_report(
+            comparing.results_root(done), "markdown", figures=False, only=[item.run_dir for item in done]
+        )
         console.print(text, soft_wrap=True, highlight=False, markup=False)
         for warning in warnings:
             errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
-        bad = [item for item in done if item.state in ("failed", "diverged", "conflict")]
+        bad = comparing.did_not_finish(done)
         if bad:
-            details = "; ".join(f"{item.method} seed {item.seed}: {item.state} {item.message}" for item in bad)
+            details = "; ".join(f"{item.method} seed {item.seed}: {item.state}: {item.message}" for item in bad)
             raise WorkFailed(f"{len(bad)} of {len(done)} runs did not finish ({details})")
 
     _guarded(work)

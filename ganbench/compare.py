@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -35,8 +37,9 @@ from ganbench.store import RunDir, atomic_write_text
 
 PROTOCOLS = ("controlled", "paper")
 LAUNCHERS = ("local", "slurm")
-STATES = ("missing", "interrupted", "finished", "diverged", "failed", "conflict", "submitted")
+STATES = ("missing", "interrupted", "running", "finished", "diverged", "failed", "conflict", "submitted")
 TO_RUN = ("missing", "interrupted", "failed")  # a diverged run would diverge again; a conflict needs the user
+# (running: another process holds the run's lock and trains it now; starting a second trainer would be refused)
 METHOD_ALIASES = {"wgangp": "wgan-gp"}  # recipe file names spell methods without dashes
 RECIPE_TAGS = {"wgan-gp": "wgangp"}
 # The LGAN code's default objective (sGAN_type "exp", ZhimingZhou/LGANs-for-reproduce code/sobolev_cifar10.py), as
@@ -55,6 +58,7 @@ class PlannedRun:
     changes: list[str] = field(default_factory=list)  # what differs from the base recipe, "key = value"
     message: str = ""  # why a run failed or conflicts, or the job id of a submitted run
     source: Path | None = None  # the recipe file it was made from
+    overrides: list[str] = field(default_factory=list)  # the --set items that make `recipe` from `source`
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -196,7 +200,8 @@ def _plan_controlled(
             run_dir = root / method / f"seed-{seed}"
             state, message = run_state(run_dir, resolved)
             changes = _changes(resolved, base, reasons)
-            planned.append(PlannedRun(method, seed, resolved, run_dir, state, changes, message, base_path))
+            sets = [*overrides, *extra, f"seed={seed}"]
+            planned.append(PlannedRun(method, seed, resolved, run_dir, state, changes, message, base_path, sets))
     return planned
 
 
@@ -238,7 +243,8 @@ def _plan_paper(
             run_dir = root / method / f"seed-{seed}"
             state, message = run_state(run_dir, resolved)
             changes = [f"recipe {path.name}", *_changes(resolved, base, {})]
-            planned.append(PlannedRun(method, seed, resolved, run_dir, state, changes, message, path))
+            sets = [*overrides, f"seed={seed}"]
+            planned.append(PlannedRun(method, seed, resolved, run_dir, state, changes, message, path, sets))
     return planned
 
 
@@ -262,8 +268,29 @@ def run_state(run_dir: Path, recipe: Recipe) -> tuple[str, str]:
         )
     status = info.get("status")
     if status in ("finished", "diverged", "failed"):
-        return str(status), ""
+        return str(status), str(info.get("error") or "")
+    holder = lock_holder(run)
+    if holder is not None:
+        return "running", f"trained now by {holder}"
     return "interrupted", f"stopped at step {info.get('step', 0)} of {info.get('steps', '?')}"
+
+
+def lock_holder(run: RunDir) -> str | None:
+    """Who holds the run directory's writer lock ("pid N on HOST (...)"), or None when nobody does: a trainer that
+    died, even by SIGKILL, leaves its run.json at "running" but its lock free (the kernel drops a dead holder's)."""
+    try:
+        fd = os.open(run.lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return run.lock_path.read_text(errors="replace").strip() or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _only_our_recipe(run: RunDir, recipe: Recipe) -> bool:
@@ -272,14 +299,29 @@ def _only_our_recipe(run: RunDir, recipe: Recipe) -> bool:
     return names == {"recipe.toml"} and run.recipe_path.read_text() == recipe.to_toml()
 
 
-def format_plan(planned: list[PlannedRun]) -> str:
-    """The plan as plain text, one line per run: method, seed, state, run directory, what differs."""
+def format_plan(planned: list[PlannedRun], commands: bool = False) -> str:
+    """The plan as plain text, one line per run: method, seed, state, run directory, what differs; with `commands`,
+    under each run the `ganbench train` line that makes the same run by hand (its --set overrides)."""
     lines = []
     for item in planned:
         what = "; ".join(item.changes) or "the base recipe"
         note = f" ({item.message})" if item.message else ""
         lines.append(f"{item.method:<10} seed {item.seed:<3} {item.state:<11} {item.run_dir}  [{what}]{note}")
+        if commands:
+            lines.append("    " + manual_command(item))
     return "\n".join(lines)
+
+
+def manual_command(item: PlannedRun) -> str:
+    """`ganbench train SOURCE --set ... --run-dir RUN_DIR`: the run as a user would start it alone."""
+    sets = " ".join(f"--set {shlex.quote(override)}" for override in item.overrides)
+    source = shlex.quote(str(item.source)) if item.source else "RECIPE.toml"
+    return f"ganbench train {source} {sets} --run-dir {shlex.quote(str(item.run_dir))}".replace("  ", " ")
+
+
+def did_not_finish(done: list[PlannedRun]) -> list[PlannedRun]:
+    """The runs of a finished call that did not end finished (or submitted, or still trained by another process)."""
+    return [item for item in done if item.state not in ("finished", "submitted", "running")]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -310,27 +352,39 @@ def run_plan(
     devices: list[str] | None = None,
     progress: Progress | None = None,
     slurm_options: dict[str, Any] | None = None,
+    jobs: int = 1,
 ) -> list[PlannedRun]:
     """Run what is missing, resume what was interrupted or failed, skip the rest; returns the new states.
 
-    local: one `ganbench train` subprocess per device at a time (devices: GPU indices; default every visible
-    GPU, else the CPU, one run after another); a run that fails does not stop the others. slurm: submit
-    each run through submitit (`pip install 'ganbench[slurm]'`) and return at once, states "submitted".
+    local: `jobs` `ganbench train` subprocesses per device at a time (devices: GPU indices; default every visible
+    GPU, else the CPU; runs whose recipes all ask for train.device = "cpu" share the CPU, `jobs` at a time); a run
+    that fails does not stop the others. slurm: submit each run through submitit (`pip install 'ganbench[slurm]'`)
+    and return at once, states "submitted".
     """
     if launcher not in LAUNCHERS:
         raise GanbenchError(f"--launcher {launcher}: choose one of {', '.join(LAUNCHERS)}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise GanbenchError(f"--jobs {jobs}: give 1 to {MAX_JOBS} runs at once per device")
     todo = [item for item in planned if item.state in TO_RUN]
     if launcher == "slurm":
         done = _submit_slurm(todo, slurm_options or {})
     else:
-        done = _run_local(todo, devices, progress or NullProgress())
+        if devices is None and todo and all(item.recipe.train.device == "cpu" for item in todo):
+            devices = [None]  # type: ignore[list-item]  # the CPU, asked for by every recipe
+        done = _run_local(todo, devices, progress or NullProgress(), jobs)
     return [done.get(id(item), item) for item in planned]
 
 
-def _run_local(todo: list[PlannedRun], devices: list[str] | None, progress: Progress) -> dict[int, PlannedRun]:
+MAX_JOBS = 64
+
+
+def _run_local(
+    todo: list[PlannedRun], devices: list[str | None] | None, progress: Progress, jobs: int = 1
+) -> dict[int, PlannedRun]:
     if not todo:
         return {}
-    trainers = _Trainers(devices if devices else local_devices())
+    slots = list(devices) if devices else local_devices()
+    trainers = _Trainers([device for device in slots for _ in range(jobs)], jobs)
     done: dict[int, PlannedRun] = {}
     progress.start("compare", len(todo))
     with tempfile.TemporaryDirectory(prefix="ganbench-compare-") as scratch:
@@ -356,7 +410,8 @@ class _Trainers:
 
     GRACE_SECONDS = 30.0
 
-    def __init__(self, devices: list[str | None]) -> None:
+    def __init__(self, devices: list[str | None], per_device: int = 1) -> None:
+        self.per_device = per_device
         self.slots: queue.Queue[str | None] = queue.Queue()
         for device in devices:
             self.slots.put(device)
@@ -381,6 +436,8 @@ class _Trainers:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
+        elif self.per_device > 1 and "OMP_NUM_THREADS" not in env:  # CPU runs side by side share the cores
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.per_device))
         log = log_path(item)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as handle:
@@ -399,10 +456,10 @@ class _Trainers:
             with self.lock:
                 self.live.remove(process)
         state, message = run_state(item.run_dir, item.recipe)
-        if code != 0 and state in ("finished", "missing"):
+        if code != 0 and state != "diverged":  # died, however: killed (SIGKILL by the OOM killer), crashed, refused
             state = "failed"
         if code != 0:
-            message = _last_line(log) or f"exit code {code}"
+            message = failure_message(item, code, log)
         return dataclasses.replace(item, state=state, message=message)
 
     def stop(self) -> None:
@@ -438,8 +495,30 @@ def _clear_stale_start(item: PlannedRun) -> None:
         run.recipe_path.unlink()
 
 
-def _last_line(path: Path) -> str:
+def failure_message(item: PlannedRun, code: int, log: Path) -> str:
+    """Why a trainer ended with `code`, in one line: the run's own error line (run.json "error", written by the
+    trainer), else the signal that killed it, else the error line it printed, naming the log either way."""
+    try:
+        error = str(RunDir(item.run_dir).read_run().get("error") or "")
+    except RunDirError:
+        error = ""
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+        why = f"killed by {name}"
+        if -code == signal.SIGKILL:
+            why += " (often the kernel's out-of-memory killer: see `dmesg`; lower the batch size or run fewer --jobs)"
+        error = f"{why}; {error}" if error else why
+    if not error:
+        error = _error_line(log) or f"exit code {code}"
+    return f"{error} (log: {log})"
+
+
+def _error_line(path: Path) -> str:
+    """The last line the trainer printed as an error ("error: ...", "failed: ...", a traceback's last line)."""
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith(("error:", "failed:")):
+            return line
     return lines[-1] if lines else ""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -116,17 +118,38 @@ def test_run_state_reads_the_run_directory(tmp_path: Path) -> None:
 
 
 FAKE_TRAINER = """
-import json, os, sys, tomllib
+import fcntl, json, os, signal, sys, time, tomllib
 from pathlib import Path
 recipe_file, run_dir = sys.argv[1], Path(sys.argv[2])
 recipe = tomllib.loads(open(recipe_file).read())
-if recipe["method"]["name"] == "sn":
+method = recipe["method"]["name"]
+mode = json.loads(os.environ.get("FAKE_TRAINER_MODES", "{}")).get(method, "")
+if method == "sn" and not mode:
+    print("Traceback (most recent call last):", file=sys.stderr)
     print("error: pretend the data are missing", file=sys.stderr)
+    print("(last line of something else)", file=sys.stderr)
     sys.exit(2)
 known = json.loads(Path(os.environ["FAKE_TRAINER_RUNS"]).read_text())  # run dir -> run.json to write
 run_dir.mkdir(parents=True, exist_ok=True)
 (run_dir / "recipe.toml").write_text(open(recipe_file).read())
-(run_dir / "run.json").write_text(json.dumps(known[str(run_dir)]))
+info = known[str(run_dir)]
+if mode == "kill":  # as the OOM killer leaves a trainer: run.json at "running", its lock dropped by the kernel
+    (run_dir / "run.json").write_text(json.dumps({**info, "status": "running", "step": 3}))
+    lock = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    os.write(lock, f"pid {os.getpid()} on here (train)".encode())
+    os.kill(os.getpid(), signal.SIGKILL)
+if mode == "error":  # the trainer's own record of a failure
+    error = "RuntimeError: boom at step 7"
+    (run_dir / "run.json").write_text(json.dumps({**info, "status": "failed", "error": error}))
+    print(f"Traceback (most recent call last):\\n  ...\\n{error}", file=sys.stderr)
+    print(f"failed: {error} (unexpected; run again with --debug for the traceback)", file=sys.stderr)
+    sys.exit(1)
+if mode == "sleep":  # records when it ran, to count runs at once
+    (run_dir / "times.txt").write_text(f"{time.time()}")
+    time.sleep(0.5)
+    (run_dir / "times.txt").write_text(f"{(run_dir / 'times.txt').read_text()} {time.time()}")
+(run_dir / "run.json").write_text(json.dumps(info))
 (run_dir / "device.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "cpu"))
 (run_dir / "pythonpath.txt").write_text(os.environ.get("PYTHONPATH", ""))
 """
@@ -149,8 +172,12 @@ def fake_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         info = {"schema_version": SCHEMA_VERSION, "status": "finished", "step": 1, "steps": 1}
         runs.write_text(json.dumps({str(p.run_dir): {**info, "recipe_hash": p.recipe.hash()} for p in planned}))
 
+    def modes(found: dict[str, str]) -> None:
+        """method -> how its trainer ends: kill (SIGKILL mid-run), error (a recorded failure), sleep (0.5 s)."""
+        monkeypatch.setenv("FAKE_TRAINER_MODES", json.dumps(found))
+
     monkeypatch.setattr(compare, "train_command", command)
-    return types.SimpleNamespace(calls=calls, expect=expect)
+    return types.SimpleNamespace(calls=calls, expect=expect, modes=modes)
 
 
 class Recorder:
@@ -175,7 +202,7 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, fake_trainer: Any
     states = {item.method: item.state for item in done}
     assert states == {"gn": "finished", "sn": "failed", "pgn": "finished"}
     failed = next(item for item in done if item.method == "sn")
-    assert "pretend the data are missing" in failed.message
+    assert failed.message.startswith("error: pretend the data are missing (log: ")  # its error line, not the last
     assert compare.log_path(failed).is_file()
     devices = {(item.run_dir / "device.txt").read_text() for item in done if item.state == "finished"}
     assert devices <= {"0", "1"}
@@ -189,6 +216,115 @@ def test_a_failed_run_does_not_stop_the_others(tmp_path: Path, fake_trainer: Any
     calls = len(fake_trainer.calls)
     run_plan(plan(["gn", "sn", "pgn"], seeds=[0], results=tmp_path / "results"), devices=["0"])
     assert len(fake_trainer.calls) == calls + 1 and fake_trainer.calls[-1][1].endswith("sn/seed-0")
+
+
+def test_a_killed_trainer_fails_the_run_and_names_the_signal(tmp_path: Path, fake_trainer: Any) -> None:
+    """SIGKILL (the out-of-memory killer) leaves run.json at "running": the run is failed, not "interrupted"."""
+    planned = plan(["gn", "pgn"], seeds=[0], results=tmp_path)
+    fake_trainer.expect(planned)
+    fake_trainer.modes({"gn": "kill", "pgn": "error"})
+    done = {item.method: item for item in run_plan(planned, devices=["0"])}
+    assert done["gn"].state == "failed"
+    assert done["gn"].message.startswith("killed by SIGKILL (often the kernel's out-of-memory killer")
+    assert RunDir(done["gn"].run_dir).read_run()["status"] == "running"  # what the trainer left behind
+    assert done["pgn"].state == "failed"
+    assert done["pgn"].message.startswith("RuntimeError: boom at step 7 (log: ")  # run.json's error line
+    assert compare.did_not_finish(list(done.values())) == [done["gn"], done["pgn"]]
+    # Planned again, the killed run is interrupted (nobody holds its lock), so compare resumes it.
+    states = {item.method: item.state for item in plan(["gn", "pgn"], seeds=[0], results=tmp_path)}
+    assert states == {"gn": "interrupted", "pgn": "failed"}
+
+
+HOLD_LOCK = """
+import sys, time
+from ganbench.store import RunDir
+with RunDir(sys.argv[1]).lock("train"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_run_trained_by_a_live_process_is_running_and_left_alone(tmp_path: Path) -> None:
+    (item,) = plan(["gn"], seeds=[0], results=tmp_path)
+    run = RunDir(item.run_dir)
+    run.root.mkdir(parents=True)
+    run.write_run({"recipe_hash": item.recipe.hash(), "status": "running", "step": 5, "steps": 10})
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        state, message = run_state(item.run_dir, item.recipe)
+        assert state == "running" and message.startswith(f"trained now by pid {holder.pid} on ")
+        assert run_plan(plan(["gn"], seeds=[0], results=tmp_path), devices=["0"])[0].state == "running"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_state(item.run_dir, item.recipe)[0] == "interrupted"  # killed: the kernel dropped its lock
+
+
+def test_jobs_run_several_trainers_at_once(tmp_path: Path, fake_trainer: Any) -> None:
+    planned = plan(["gn", "pgn", "gran", "none"], seeds=[0], overrides=["train.device=cpu"], results=tmp_path)
+    fake_trainer.expect(planned)
+    fake_trainer.modes({method: "sleep" for method in ("gn", "pgn", "gran", "none")})
+    done = run_plan(planned, jobs=2)  # every recipe asks for the CPU: two at a time there
+    assert [item.state for item in done] == ["finished"] * 4
+    spans = [tuple(map(float, (item.run_dir / "times.txt").read_text().split())) for item in done]
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running, most = 0, 0
+    for _, change in events:
+        running += change
+        most = max(most, running)
+    assert most == 2
+    assert {(item.run_dir / "device.txt").read_text() for item in done} == {"cpu"}
+    with pytest.raises(GanbenchError, match="--jobs 0"):
+        run_plan(planned, jobs=0)
+
+
+def test_dry_run_lines_rebuild_each_runs_recipe(tmp_path: Path) -> None:
+    """Each run's `ganbench train SOURCE --set ...` line, as --dry-run prints it, makes exactly the planned recipe."""
+    from ganbench import recipe as recipes
+
+    base = REPO / "recipes" / "cifar10_cnn_gn.toml"
+    for planned in (
+        plan(["sn", "wgan-gp"], seeds=[0, 2], overrides=["train.steps=30"], results=tmp_path),
+        plan(
+            ["sn", "pgn"], recipe_path=base, seeds=[1], overrides=["train.steps=30"], results=tmp_path, protocol="paper"
+        ),
+    ):
+        lines = compare.format_plan(planned, commands=True).splitlines()
+        assert len(lines) == 2 * len(planned)
+        for item, line in zip(planned, lines[1::2], strict=True):
+            words = shlex.split(line)
+            assert words[:2] == ["ganbench", "train"] and words[-2:] == ["--run-dir", str(item.run_dir)]
+            sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+            assert recipes.load(Path(words[2]), sets).hash() == item.recipe.hash()
+    wgan = compare.format_plan(plan(["wgan-gp"], seeds=[0], results=tmp_path), commands=True)
+    assert "--set 'method.name=\"wgan-gp\"' --set 'loss.name=\"wasserstein\"' --set seed=0" in wgan
+
+
+def test_cli_compare_fails_naming_the_run_and_prints_only_its_runs(
+    tmp_path: Path, fake_trainer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from ganbench.cli import app
+
+    results = tmp_path / "results"
+    earlier = plan(["pgn"], seeds=[5], results=results)  # a run of an earlier call, in the same folder
+    everything = plan(["gn", "sn", "pgn"], seeds=[0, 5], results=results)
+    fake_trainer.expect(everything)
+    assert run_plan(earlier, devices=["0"])[0].state == "finished"
+    fake_trainer.modes({"sn": "kill"})
+    monkeypatch.setattr(compare, "local_devices", lambda: ["0"])
+    done = CliRunner().invoke(app, ["compare", "--methods", "gn,sn", "--seeds", "0", "--results", str(results)])
+    assert done.exit_code == 1, done.output
+    assert "1 of 2 runs did not finish (sn seed 0: failed: killed by SIGKILL" in " ".join(done.output.split())
+    table = done.output.split("## All runs", 1)[1]
+    assert "compare/quickstart/gn/seed-0" not in table  # paths are relative to results/compare/quickstart
+    assert "gn/seed-0" in table and "sn/seed-0" in table and "pgn/seed-5" not in table
+    dry = CliRunner().invoke(
+        app, ["compare", "--methods", "sn", "--seeds", "3", "--results", str(results), "--dry-run"]
+    )
+    assert dry.exit_code == 0 and "--set seed=3" in dry.output and 'method.name="sn"' in dry.output
 
 
 def test_slurm_submits_through_submitit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -52,13 +52,14 @@ def build_report(
     tables: list[str] | None = None,
     columns: str = "both",
     decimals: int | None = None,
+    only: list[Path] | None = None,
 ) -> tuple[str, list[str]]:
     """The report as text (also written to `output` when given) and the warnings met on the way.
 
     `tables` names the tables to render (TABLE_NAMES: cifar10, stl10, celebahq, other, runs; default all, in LaTeX
     all but the table of every run); a paper table named explicitly is shown even before any run of it exists.
     `columns` picks the paper tables' columns (ours, paper or both) and `decimals` our numbers' decimals (default
-    each metric's own).
+    each metric's own). `only` limits the report to those run directories (`ganbench compare` prints its own runs).
 
     `generator` picks whose evaluations are reported: "selected" (default) the one each run's recipe selects by
     (eval.select: the raw G in the CIFAR-10/STL-10 paper recipes, as the official code), or ema or raw for every run;
@@ -83,7 +84,7 @@ def build_report(
     results = Path(results)
     if not results.is_dir():
         raise GanbenchError(f"--results {results}: no such folder; give the folder your runs were written to")
-    runs, warnings = read_runs(results, generator)
+    runs, warnings = read_runs(results, generator, only)
     if not runs:  # an empty report must never replace a good one
         why = "; ".join(warnings) if warnings else "run `ganbench train` or `ganbench compare` first"
         raise GanbenchError(f"--results {results}: no readable run directory below it ({why})")

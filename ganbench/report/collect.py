@@ -135,13 +135,19 @@ def config_key(config: dict[str, Any], drop: tuple[str, ...] = ("name", "seed"))
     return json.dumps(semantic(config, drop), sort_keys=True, default=str)
 
 
-def read_runs(results: Path, generator: str = "selected") -> tuple[list[RunResult], list[str]]:
-    """Every readable run below `results`, and a warning line for each run or file that could not be read."""
+def read_runs(
+    results: Path, generator: str = "selected", only: list[Path] | None = None
+) -> tuple[list[RunResult], list[str]]:
+    """Every readable run below `results` (or only those of `only`), and a warning line for each run or file that
+    could not be read."""
     warnings: list[str] = []
     if not results.is_dir():
         return [], [f"{results}: no such folder; give --results the folder your runs were written to"]
     runs: list[RunResult] = []
+    wanted = None if only is None else {Path(path).resolve() for path in only}
     for run in find_runs(results):
+        if wanted is not None and run.root.resolve() not in wanted:
+            continue
         rel = run.root.relative_to(results).as_posix() or "."
         try:
             result = _read_run(run, rel)
