@@ -107,6 +107,7 @@ class RunResult:
     latest_sample: Path | None = None
     latest_sample_step: int | None = None
     measurements: list[Measurement] = field(default_factory=list)  # every reportable evaluation, preferred first
+    curve_protocol: dict[str, str] = field(default_factory=dict)  # the protocol fields of `curves`' first FID row
     error: str = ""  # run.json's error line when training failed
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -216,6 +217,13 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
     training = frame[checkpoints == IN_TRAINING].sort_values("step", kind="stable")
     after = frame[checkpoints != IN_TRAINING]
     result.curves = training[["step", "metric", "value"]].reset_index(drop=True)
+    first = training[training["metric"] == "fid"].head(1).to_dict("records") or training.head(1).to_dict("records")
+    if first:
+        result.curve_protocol = {
+            name: _text(value)
+            for name, value in first[0].items()
+            if name not in RECORD_COLUMNS and name not in PER_METRIC_COLUMNS and not _missing(value)
+        }
     measurements: list[Measurement] = []
     chosen_step: int | None = None
     if not training.empty:

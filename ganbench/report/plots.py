@@ -3,6 +3,7 @@ seeds as a band), and fixed-z sample sheets."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -236,23 +237,37 @@ def _curves(table: Table, runs: list[RunResult]) -> list[tuple[str, str, Any]]:
     return [("", caption, lambda path: curves(panels, path))]
 
 
+CURVE_FIELDS = ("ref_dataset", "ref_split", "n_fake", "generator", "extractor", "weights_hash")
+
+
 def _bands(members: list[RunResult], metric: str) -> list[Band]:
-    """One band per method and training recipe (seeds apart); a method trained two ways gets the difference named."""
-    groups: dict[tuple[str, str], list[RunResult]] = {}
+    """One band per method, training recipe and evaluation protocol (seeds apart); a method trained or evaluated
+    another way than its first group gets its own line, the difference named in its label."""
+    groups: dict[tuple[str, str, str], list[RunResult]] = {}
     for run in members:
-        groups.setdefault((method_key(run.config), config_key(run.config, ROW_KEYS)), []).append(run)
+        evaluation = json.dumps(run.curve_protocol, sort_keys=True)
+        groups.setdefault((method_key(run.config), config_key(run.config, ROW_KEYS), evaluation), []).append(run)
     bands = []
     first: dict[str, RunResult] = {}
-    for (method, _), group in groups.items():
+    for (method, _, _), group in groups.items():
         label = method_label(method)
         if method in first:
-            changes = differences(group[0].config, first[method].config)[:2]
-            label += " (" + ", ".join(f"{k.split('.')[-1]} {ours}" for k, ours, _ in changes) + ")"
+            label += f" ({_difference(group[0], first[method])})"
         first.setdefault(method, group[0])
         series = [line for run in group if (line := run_series(run, metric, label))]
         if series:
             bands.append(band(label, series))
     return bands
+
+
+def _difference(run: RunResult, other: RunResult) -> str:
+    """What sets `run` apart from `other` in a few words: recipe keys first, then evaluation fields."""
+    changes = [f"{key}={ours}" for key, ours, _ in differences(run.config, other.config)]
+    for name in CURVE_FIELDS:
+        ours, theirs = run.curve_protocol.get(name), other.curve_protocol.get(name)
+        if ours != theirs:
+            changes.append(f"{name}={ours if name != 'weights_hash' else (ours or '')[:8]}")
+    return ", ".join(changes[:2]) or "other protocol"
 
 
 def _samples(table: Table, runs: list[RunResult]) -> list[tuple[str, str, Any]]:
