@@ -407,12 +407,25 @@ def report(
     decimals: Annotated[
         int | None, typer.Option(help="Decimals of our numbers (0-6); default each metric's own (FID, IS: 2).")
     ] = None,
+    score_real: Annotated[
+        bool,
+        typer.Option(
+            help="First score the reference images of each paper dataset with runs (IS, FID against their "
+            "statistics) for the Real data row; needs the data and Inception weights, kept in RESULTS/reference/."
+        ),
+    ] = False,
+    device: Annotated[str, typer.Option(help="With --score-real: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Render the papers' tables from run directories, with the papers' numbers and the deltas beside ours."""
     from ganbench.report import build_report, parse_tables
 
     def work() -> None:
         chosen = parse_tables(tables) if tables is not None else None
+        if score_real and results.is_dir():
+            from ganbench.report import real
+
+            for line in real.score_missing(results, real.paper_datasets(results), device, RichProgress("img")):
+                errors.print(line, soft_wrap=True, highlight=False, markup=False)
         text, warnings = build_report(
             results, fmt, output, generator=generator, tables=chosen, columns=columns, decimals=decimals
         )

@@ -1,17 +1,14 @@
-"""The report's curves: one line per method (the mean over its seeds) with the seeds' spread as a band, FID and IS
-panels for the paper tables, and tick labels that never overlap."""
+"""The report's curves: one line per method (the mean over its seeds) with the seeds' spread as a band, and tick
+labels that never overlap (the FID and IS panels of a paper table: tests/test_report_protocols.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from matplotlib.figure import Figure
 
-from ganbench.report import build_report, plots
 from ganbench.report.plots import Series, band, curve_figure
-from tests.test_report_protocols import build_mixed
 
 
 def test_band_is_the_mean_and_the_spread_of_the_seeds_at_each_step() -> None:
@@ -52,25 +49,3 @@ def test_long_runs_have_readable_ticks_and_one_line_and_band_per_method() -> Non
         assert {t.get_text() for t in axes.get_xticklabels()} & {"100k", "200k"}  # steps written short
     legend = figure.axes[0].get_legend()
     assert legend is not None and [t.get_text() for t in legend.get_texts()][0] == "SN-GAN (n=2)"
-
-
-def test_paper_tables_get_fid_and_is_panels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    results, recipes = build_mixed(tmp_path / "tree")
-    drawn: list[dict[str, Any]] = []
-    monkeypatch.setattr(plots, "curves", lambda panels, path: drawn.append(panels))
-    build_report(results, "markdown", tmp_path / "report.md", recipe_dirs=[recipes], tables=["cifar10"])
-    (panels,) = drawn
-    assert set(panels) == {
-        "CIFAR-10, Standard CNN: FID",
-        "CIFAR-10, Standard CNN: IS",
-        "CIFAR-10, ResNet: FID",
-        "CIFAR-10, ResNet: IS",
-    }
-    labels = [b.label for b in panels["CIFAR-10, Standard CNN: FID"][1]]
-    # GN trained and evaluated six ways (paper protocol over 3 seeds, 1,000 steps, JPEG data, CIFAR-100 statistics,
-    # ...): each its own line, the difference named.
-    assert labels.count("GN-GAN") == 1 and len(labels) == len(set(labels))
-    assert sum(label.startswith("GN-GAN") for label in labels) == 6
-    assert "GN-GAN (ref_dataset=cifar100)" in labels and 'GN-GAN (data.name="cifar10-jpeg")' in labels
-    gn = next(b for b in panels["CIFAR-10, Standard CNN: FID"][1] if b.label == "GN-GAN")
-    assert gn.seeds == 3

@@ -418,6 +418,32 @@ def test_parse_tables_names_the_choices() -> None:
         parse_tables("cifar")
 
 
+def test_paper_tables_get_fid_and_is_panels(
+    mixed: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganbench.report import plots
+
+    results, recipes = mixed
+    drawn: list[dict[str, Any]] = []
+    monkeypatch.setattr(plots, "curves", lambda panels, path: drawn.append(panels))
+    build_report(results, "markdown", tmp_path / "report.md", recipe_dirs=[recipes], tables=["cifar10"])
+    (panels,) = drawn
+    assert set(panels) == {
+        "CIFAR-10, Standard CNN: FID",
+        "CIFAR-10, Standard CNN: IS",
+        "CIFAR-10, ResNet: FID",
+        "CIFAR-10, ResNet: IS",
+    }
+    labels = [b.label for b in panels["CIFAR-10, Standard CNN: FID"][1]]
+    # GN trained and evaluated six ways (paper protocol over 3 seeds, 1,000 steps, JPEG data, CIFAR-100 statistics,
+    # ...): each its own line, the difference named.
+    assert labels.count("GN-GAN") == 1 and len(labels) == len(set(labels))
+    assert sum(label.startswith("GN-GAN") for label in labels) == 6
+    assert "GN-GAN (ref_dataset=cifar100)" in labels and 'GN-GAN (data.name="cifar10-jpeg")' in labels
+    gn = next(b for b in panels["CIFAR-10, Standard CNN: FID"][1] if b.label == "GN-GAN")
+    assert gn.seeds == 3
+
+
 # ----------------------------------------------------------------------------------------------------
 # LaTeX: a two-column paper compiles it unmodified.
 
@@ -548,3 +574,111 @@ def test_html_tables_are_well_formed(mixed: tuple[Path, Path]) -> None:
     gn = next(row for row in cifar if row[0][3] == "GN-GAN")
     assert gn[6][3].endswith(("≈", "*"))  # the FID Δ with its mark
     assert 'id="appendix"' not in text and "Appendix: protocols" in text
+
+
+# ----------------------------------------------------------------------------------------------------
+# Our own Real data row: the reference images scored as samples.
+
+
+def reference_images() -> torch.Tensor:
+    """The 64 images tests/test_report_render.reference() makes its statistics of."""
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(99))
+    return ((torch.tanh(0.5 * z)[:, :, None, None].expand(-1, -1, 8, 8) + 1) * 127.5).round().to(torch.uint8)
+
+
+def frechet(a: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    from scipy import linalg
+
+    m, s = a.mean(axis=0), np.cov(a, rowvar=False)
+    root = linalg.sqrtm(s @ sigma).real
+    return float(((m - mu) ** 2).sum() + np.trace(s + sigma - 2 * root))
+
+
+def test_reference_rows_are_the_real_images_is_and_fid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganbench.metrics.evaluate import MetricSettings
+    from ganbench.report import real
+
+    monkeypatch.setattr(inception, "POOL_DIM", POOL)
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"w")
+    extractor = Scaled(weights, "c" * 64)
+    ref = reference(extractor, "cifar10", "train")
+    images = reference_images()
+    whole = {row["metric"]: row for row in real.reference_rows(images, extractor, ref, FULL)}
+    assert whole["fid"]["n_fake"] == 64 and whole["fid"]["value"] == pytest.approx(0.0, abs=1e-6)  # all 64: itself
+    assert whole["fid"]["generator"] == "real" and whole["fid"]["checkpoint"] == "reference"
+    half = {row["metric"]: row for row in real.reference_rows(images, extractor, ref, 32, MetricSettings(is_splits=1))}
+    features = extractor.features(images[:32])
+    assert half["fid"]["value"] == pytest.approx(
+        frechet(features["pool"].double().numpy(), ref.mu, ref.sigma), rel=1e-6
+    )
+    p = torch.softmax(features["logits"].double(), dim=1).numpy()  # IS by its definition, one split
+    expected = np.exp((p * (np.log(p) - np.log(p.mean(axis=0)))).sum(axis=1).mean())
+    assert half["is_mean"]["value"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_the_real_data_row_shows_ours_when_reference_rows_exist(
+    mixed: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganbench.report import real
+
+    monkeypatch.setattr(inception, "POOL_DIM", POOL)
+    folder, recipes = mixed
+    results = tmp_path / "results"
+    shutil.copytree(folder, results)
+    extractor = Scaled(tmp_path / "channel-stats.pt", "c" * 64)
+    ref = reference(extractor, "cifar10", "train")
+    rows = real.reference_rows(reference_images(), extractor, ref, FULL)
+    real.save_rows(results, ref, rows)
+    other = reference(extractor, "cifar10", "test")  # another split: not the papers' protocol, never shown
+    real.save_rows(results, other, real.reference_rows(reference_images(), extractor, other, FULL))
+    text, _ = build_report(results, "csv", None, recipe_dirs=[recipes], tables=["cifar10", "stl10"])
+    cells = list(csv.DictReader(io.StringIO(text)))
+    (inception_score,) = find(cells, table="cifar10", arch="real", metric="is_mean")
+    value = next(row["value"] for row in rows if row["metric"] == "is_mean")
+    assert float(inception_score["mean"]) == pytest.approx(value, rel=1e-9)
+    assert float(inception_score["delta"]) == pytest.approx(value - 11.24, rel=1e-9)
+    (fid,) = find(cells, table="cifar10", arch="real", metric="fid")
+    assert fid["paper_mean"] == "" and float(fid["mean"]) == pytest.approx(0.0, abs=1e-6)
+    assert find(cells, table="stl10", arch="real", metric="is_mean")[0]["mean"] == ""  # no STL-10 rows
+    markdown, _ = build_report(results, "markdown", None, recipe_dirs=[recipes], tables=["cifar10"])
+    entry = re.search(rf"^- \*\*{inception_score['protocol_id']}\*\*: (.*)$", markdown, flags=re.MULTILINE)
+    assert (
+        entry is not None
+        and "The reference images themselves, the first 64 of the cifar10 train split" in entry.group(1)
+    )
+    assert table_rows(markdown, CIFAR)[0][:4] == ["Real data", f"{value:.2f}", "11.24 ± .12", f"{value - 11.24:+.2f}"]
+
+
+def test_score_missing_scores_each_paper_dataset_once(
+    mixed: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`report --score-real`: the papers' split and n_fake of each dataset with finished runs, written once."""
+    from ganbench import data
+    from ganbench.metrics import refstats
+    from ganbench.report import real
+
+    monkeypatch.setattr(inception, "POOL_DIM", POOL)
+    folder, _ = mixed
+    extractor = Scaled(tmp_path / "channel-stats.pt", "c" * 64)
+    asked: list[tuple[str, str]] = []
+
+    def statistics(cfg: Any, used: Any, split: str = "", **_: Any) -> Any:
+        asked.append((cfg.name, split))
+        return reference(used, cfg.name, "unlabeled" if cfg.name == "stl10" else "train")
+
+    monkeypatch.setattr(inception, "build_extractor", lambda *args, **kwargs: extractor)
+    monkeypatch.setattr(refstats, "reference_statistics", statistics)
+    monkeypatch.setattr(data, "load_dataset", lambda cfg: type("Split", (), {"tensor": reference_images()})())
+    found = real.paper_datasets(folder)
+    assert {name: n for name, (_, n) in found.items()} == {"cifar10": FULL, "stl10": FULL}
+    assert found["cifar10"][0].data.name == "cifar10"  # a run on CIFAR-10 itself, not the JPEG copy
+    results = tmp_path / "results"
+    results.mkdir()
+    lines = real.score_missing(results, found, "cpu")
+    assert [line.split(":")[0] for line in lines] == ["cifar10", "stl10"] and all("written" in line for line in lines)
+    assert sorted(path.name for path in (results / "reference").iterdir()) == [
+        "cifar10-train.parquet",
+        "stl10-unlabeled.parquet",
+    ]
+    assert all("already" in line for line in real.score_missing(results, found, "cpu"))

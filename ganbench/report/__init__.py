@@ -14,7 +14,7 @@ from typing import Any
 
 from ganbench.errors import GanbenchError
 from ganbench.recipe import Recipe
-from ganbench.report import papers
+from ganbench.report import papers, real
 from ganbench.report.collect import flatten, read_runs
 from ganbench.report.render import COLUMN_CHOICES, FORMATS, RENDERERS, Options
 from ganbench.report.tables import TABLE_NAMES, arrange
@@ -85,11 +85,13 @@ def build_report(
     if not results.is_dir():
         raise GanbenchError(f"--results {results}: no such folder; give the folder your runs were written to")
     runs, warnings = read_runs(results, generator, only)
+    reference, unread = real.read_rows(results)
+    warnings += unread
     if not runs:  # an empty report must never replace a good one
         why = "; ".join(warnings) if warnings else "run `ganbench train` or `ganbench compare` first"
         raise GanbenchError(f"--results {results}: no readable run directory below it ({why})")
     warnings = [_relative(warning, results) for warning in warnings]
-    report = arrange(runs, papers.load(), paper_recipe_lookup(recipe_dirs), tables, explicit=explicit)
+    report = arrange(runs, papers.load(), paper_recipe_lookup(recipe_dirs), tables, reference, explicit=explicit)
     if figures and output is not None and fmt in ("markdown", "html"):
         from ganbench.report.plots import add_figures  # matplotlib only when figures are drawn
 

@@ -54,12 +54,10 @@ def stat_text(stat: Stat, decimals: int, seeds: bool = False) -> str:
     text = number(stat.mean, decimals)
     if stat.std is not None:
         text += f" ± {number(stat.std, decimals)}"
-    listed = ", ".join(str(seed) for seed in stat.seeds)
-    if seeds and stat.n > 1:
-        text += f" (n={stat.n}; seeds {listed})"
-    elif seeds:
-        text += f" (seed {listed})"
-    elif stat.n > 1:
+    if seeds and stat.seeds:  # (our Real data row is no run's value: it has no seeds)
+        listed = ", ".join(str(seed) for seed in stat.seeds)
+        text += f" (n={stat.n}; seeds {listed})" if stat.n > 1 else f" (seed {listed})"
+    elif not seeds and stat.n > 1:
         text += f" (n={stat.n})"
     return text
 

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ganbench.report.collect import IN_TRAINING, Measurement, RunResult, config_key, semantic
+import pandas as pd
+
+from ganbench.report.collect import IN_TRAINING, RECORD_COLUMNS, Measurement, RunResult, _text, config_key, semantic
 from ganbench.report.papers import PaperNumbers, PaperProtocol, PaperValue
 
 DATASETS = {
@@ -461,6 +463,8 @@ def evaluation_entry(protocol: Protocol) -> str:
 
 def protocol_entry(protocol: Protocol, evaluation: str) -> str:
     """A cell protocol in the appendix: its evaluation (by name), generator, selection and training."""
+    if protocol.generator == REAL_GENERATOR:
+        return _sentences([f"evaluation {evaluation}", protocol.selection])
     parts = [f"evaluation {evaluation}", generator_words(protocol), selection_words(protocol)]
     return _sentences([*parts, training_words(protocol)])
 
@@ -678,6 +682,66 @@ def _paper_groups(layout: Layout, runs: list[RunResult], papers: PaperNumbers, l
     return list(groups.values())
 
 
+REAL_GENERATOR = "real"
+
+
+def _real_cells(
+    layout: Layout, reference: pd.DataFrame | None, papers: PaperNumbers, chosen: list[_Group]
+) -> dict[str, tuple[Protocol, dict[str, float]]]:
+    """Per dataset of `layout`, our Real data values (ganbench.report.real's rows of the reference images) measured
+    as the papers' protocol says: its reference dataset and split, its n_fake (or the whole split when smaller);
+    with the extractor of the paper rows' cells when several were used."""
+    found: dict[str, tuple[Protocol, dict[str, float]]] = {}
+    if reference is None or reference.empty or "ref_dataset" not in reference.columns:
+        return found
+    weights = {g.protocol.field("weights_hash") for g in chosen}
+    for dataset in layout.datasets:
+        paper = papers.protocols.get(dataset)
+        if paper is None or paper.ref_dataset is None:
+            continue
+        rows = reference[
+            (reference["ref_dataset"].astype(str) == paper.ref_dataset)
+            & (reference["ref_split"].astype(str) == str(paper.ref_split))
+        ]
+        if paper.n_fake is not None and not rows.empty:
+            whole = rows["n_fake"].astype(int) == rows["n_real"].astype(int)
+            rows = rows[
+                (rows["n_fake"].astype(int) == paper.n_fake) | (whole & (rows["n_real"].astype(int) < paper.n_fake))
+            ]
+        if rows.empty:
+            continue
+        matching = rows[rows["weights_hash"].astype(str).isin(weights)] if "weights_hash" in rows.columns else rows
+        rows = matching if not matching.empty else rows
+        rows = rows[rows["weights_hash"] == rows["weights_hash"].iloc[-1]] if "weights_hash" in rows else rows
+        values: dict[str, float] = {}
+        evaluation = []
+        for metric in layout.metrics:
+            chosen_rows = rows[rows["metric"] == metric]
+            if chosen_rows.empty:
+                continue
+            row = chosen_rows.iloc[-1].to_dict()
+            values[metric] = float(row["value"])
+            fields = tuple(
+                (name, _text(value))
+                for name, value in sorted(row.items())
+                if name not in RECORD_COLUMNS
+                and not (value is None or (isinstance(value, float) and math.isnan(value)))
+            )
+            evaluation.append((metric, str(row.get("fingerprint", "")), fields))
+        if not values:
+            continue
+        n = int(rows["n_fake"].iloc[-1])
+        selection = (
+            f"the reference images themselves, the first {n:,} of the {paper.ref_dataset} {paper.ref_split} split, "
+            "scored as a generator's samples (`ganbench report --score-real`)"
+        )
+        protocol = Protocol(
+            REAL_GENERATOR, selection, "reference", (), ("reference images", ""), tuple(evaluation), 0, 0.0
+        )
+        found[dataset] = (protocol, values)
+    return found
+
+
 def _row_keys(layout: Layout, block: str, papers: PaperNumbers, measured: Iterable[str]) -> list[str]:
     """The paper's rows of a block in the paper's order, then measured methods the paper lacks, in METHOD_ORDER."""
     keys: list[str] = []
@@ -691,7 +755,7 @@ def paper_tables(
     runs: list[RunResult],
     papers: PaperNumbers,
     lookup: RecipeLookup,
-    real: dict[str, dict[str, Stat]] | None = None,
+    reference: pd.DataFrame | None = None,
     always: bool = False,
     seen: dict[str, Protocol] | None = None,
 ) -> list[Table]:
@@ -716,6 +780,9 @@ def paper_tables(
         current = chosen.get((group.block, group.method))
         if current is None or rank > (current.protocol.selection_kind != IN_TRAINING, current.n):
             chosen[(group.block, group.method)] = group
+    real = _real_cells(layout, reference, papers, list(chosen.values()))
+    if seen is not None:
+        seen.update((protocol.id, protocol) for protocol, _ in real.values())
     rows: list[Row] = []
     for block in layout.blocks:
         measured = [method for (b, method) in chosen if b == block]
@@ -729,11 +796,14 @@ def paper_tables(
                 if group is not None:
                     mark = FULL_EVAL_MARK if group.protocol.selection_kind != IN_TRAINING else ""
                     ours = group.stat(column.key, mark)
-                elif block == "real" and real:
-                    ours = real.get(dataset, {}).get(metric)
+                elif block == "real" and dataset in real and metric in real[dataset][1]:
+                    value = real[dataset][1][metric]
+                    ours = Stat(value, None, 1, (), "", ())
                 entry = Entry(ours=ours, paper=paper, comparable=True if ours is not None else None)
                 if group is not None and ours is not None:
                     entry.protocol_id = group.protocol.id
+                elif ours is not None:
+                    entry.protocol_id = real[dataset][0].id
                 if ours is not None and paper is not None and group is not None:
                     entry.p_value = noise_test(ours, paper)
                 entries.append(entry)
@@ -1021,7 +1091,7 @@ def arrange(
     papers: PaperNumbers,
     lookup: RecipeLookup,
     selected: Iterable[str] | None = None,
-    real: dict[str, dict[str, Stat]] | None = None,
+    reference: pd.DataFrame | None = None,
     explicit: bool | None = None,
 ) -> Report:
     """The tables `selected` names (TABLE_NAMES; default all) and the appendix of the protocols they cite; paper
@@ -1032,7 +1102,7 @@ def arrange(
     tables: list[Table] = []
     for layout in LAYOUTS:
         if layout.key in wanted:
-            tables += paper_tables(layout, runs, papers, lookup, real, always=explicit, seen=seen)
+            tables += paper_tables(layout, runs, papers, lookup, reference, always=explicit, seen=seen)
     if "other" in wanted:
         tables += generic_tables(runs, seen)
     if "runs" in wanted and runs:
