@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ganbench.config import LossConfig
 from ganbench.errors import RecipeError
-from ganbench.recipe import LossConfig
 from ganbench.registry import Registry
 
 Tensor = torch.Tensor

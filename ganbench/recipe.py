@@ -1,14 +1,13 @@
-"""TOML recipes: typed sections with defaults, `--set key=value` overrides, validation and a stable hash.
+"""TOML recipes: reading a file or text, `--set key=value` overrides, and validation against the registries.
 
-A recipe is a tree of dataclasses. Every field has a default, so a recipe file names only what differs from
-the defaults. Keys are dotted paths into the TOML tables (`train.steps`, `method.name`).
+A recipe is a tree of the dataclasses declared in ganbench.config (re-exported here). Every field has a default, so
+a recipe file names only what differs from the defaults. Keys are dotted paths into the TOML tables
+(`train.steps`, `method.name`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import re
 import tomllib
@@ -16,39 +15,60 @@ import types
 import typing
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+import torch
 
+from ganbench import data, losses, methods, nets
+from ganbench.config import (
+    DEVICE_FORMS,
+    MAX_BATCH,
+    MAX_INT,
+    MAX_NAME,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_STEPS,
+    NAME_PATTERN,
+    NON_SEMANTIC_KEYS,
+    DataConfig,
+    EvalConfig,
+    LossConfig,
+    MethodConfig,
+    ModelConfig,
+    Recipe,
+    TrainConfig,
+)
 from ganbench.errors import RecipeError
+from ganbench.metrics.inception import METRICS
 
-# Upper bounds on sizes, so that no allocation is ever attempted that cannot work on any machine.
-MAX_BATCH = 65_536
-MAX_SAMPLES = 10_000_000
-MAX_STEPS = 100_000_000
-MAX_SEED = 2**32 - 1  # numpy's global seed (set from `seed` by the trainer) takes 32 bits
-MAX_INT = 2**63 - 1  # every integer key must fit torch's int64
-MAX_NAME = 100
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # a file-name-safe word: no separator, no leading dot
-DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
-
-
-def _range(
-    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False, **kw: Any
-) -> Any:
-    """A dataclass field with an allowed numeric range, checked when the recipe is built."""
-    return field(metadata={"lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}, **kw)
-
-
-def _choice(*choices: str, **kw: Any) -> Any:
-    return field(metadata={"choices": choices}, **kw)
-
-
-def _checked(check: Callable[[str, Any], None], **kw: Any) -> Any:
-    """A dataclass field whose value `check(key, value)` refuses with a RecipeError."""
-    return field(metadata={"check": check}, **kw)
+# The config names are re-exported: `from ganbench.recipe import Recipe` is how the rest of ganbench and its users
+# have always reached them.
+__all__ = [
+    "DEVICE_FORMS",
+    "MAX_BATCH",
+    "MAX_INT",
+    "MAX_NAME",
+    "MAX_SAMPLES",
+    "MAX_SEED",
+    "MAX_STEPS",
+    "NAME_PATTERN",
+    "NON_SEMANTIC_KEYS",
+    "POINT_METRICS",
+    "DataConfig",
+    "EvalConfig",
+    "LossConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "Recipe",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "load",
+    "loads",
+    "parse_override",
+    "validate",
+]
 
 
 def _show(value: Any, limit: int = 60) -> str:
@@ -79,8 +99,6 @@ def _check_device(key: str, value: str) -> None:
     # Only the form is checked here; whether CUDA is present is the trainer's check, on the machine that trains.
     if value == "auto":
         return
-    import torch  # on use, not at the top: importing this module (the report does) should not import torch
-
     try:
         device = torch.device(value)
     except (RuntimeError, ValueError):
@@ -93,134 +111,8 @@ def _check_device(key: str, value: str) -> None:
         raise RecipeError(f"{key}: {_show(value)} is not a device; use {DEVICE_FORMS}")
 
 
-@dataclass
-class DataConfig:
-    name: str = "ring8"  # a dataset name: cifar10, cifar100, stl10, cifar10-jpeg, folder, ring8, grid25, shapes
-    root: str = "data"  # where the dataset's files are (or are downloaded to)
-    download: bool = False  # let torchvision download CIFAR/STL into `root` (needs network)
-    split: str = "train"  # train, test, unlabeled (STL-10), all
-    size: int = _range(0, 1024, default=0)  # image side in pixels after resize; 0 keeps the dataset's own size
-    num_samples: int = _range(0, MAX_SAMPLES, default=0)  # synthetic sets: how many to draw; 0 = the set's default
-    seed: int = _range(0, MAX_SEED, default=0)  # synthetic sets: which draw
-    hflip: bool = True  # flip real images horizontally at random, per sample and epoch, as the official code
-
-
-@dataclass
-class ModelConfig:
-    arch: str = "mlp"  # a net registry name: cnn32, cnn48, resnet32, resnet48, mlp
-    z_dim: int = _range(1, 4096, default=128)
-    g_channels: int = _range(0, 4096, default=0)  # 0 = the architecture's paper width
-    d_channels: int = _range(0, 4096, default=0)
-    d_pool: str = _choice("mean", "sum", default="mean")  # ResNet D global pooling: mean as the GN-GAN code
-
-
-@dataclass
-class MethodConfig:
-    name: str = "none"  # none, sn, gn, pgn, gran, wgan-gp, lgan
-    gran_k: float = _range(0.0, lo_open=True, default=1.0)  # GraN Lipschitz constant K
-    gran_eps: float = _range(0.0, default=1e-4)  # GraN epsilon (recipe field, never hard-coded)
-    gran_variant: str = _choice("ratio", "additive", default="ratio")  # K f|g|/(|g|^2+eps) or K f/(|g|+eps)
-    gp_lambda: float = _range(0.0, default=10.0)  # WGAN-GP weight
-    lgan_lambda: float = _range(0.0, default=0.1)  # LGAN max-GP weight
-    sn_eps: float = _range(0.0, lo_open=True, default=1e-12)
-    cr_lambda: float = _range(0.0, default=0.0)  # consistency regularization weight on reals; 0 turns CR off
-    bcr: bool = False  # balanced CR: the same term on fakes too
-    cr_translate: float = _range(0.0, 0.5, default=0.2)  # CR translation, fraction of the image side
-    cr_flip: bool = True  # CR random horizontal flip
-
-
-@dataclass
-class LossConfig:
-    name: str = "bce"  # bce, hinge, wasserstein, lgan-x, lgan-exp, lgan-log_sigmoid, lgan-sqrt, lgan-lsgan, lgan-hinge
-    # LGAN only: G minimises psi(f(fake)) when true; false (the LGAN code's default) G minimises -f(fake), except
-    # for lgan-lsgan, whose G loss is (f - 1)^2 either way
-    lgan_psi_max: bool = False
-
-
-@dataclass
-class TrainConfig:
-    steps: int = _range(1, MAX_STEPS, default=2000)  # generator steps
-    n_dis: int = _range(1, 100, default=1)  # discriminator steps per generator step
-    batch_size_d: int = _range(1, MAX_BATCH, default=64)
-    batch_size_g: int = _range(1, MAX_BATCH, default=128)
-    lr_d: float = _range(0.0, lo_open=True, default=2e-4)
-    lr_g: float = _range(0.0, lo_open=True, default=2e-4)
-    beta1: float = _range(0.0, 1.0, hi_open=True, default=0.0)
-    beta2: float = _range(0.0, 1.0, hi_open=True, default=0.9)
-    lr_decay: str = _choice("none", "linear", default="none")  # linear: to 0 at the last step
-    # 0 turns the EMA of G off; 1 would freeze it at its first copy, so the range is open there
-    ema_decay: float = _range(0.0, 1.0, hi_open=True, default=0.9999)
-    ema_start: int = _range(0, default=0)  # G step from which the EMA averages (before it, it copies G)
-    device: str = _checked(_check_device, default="auto")  # auto, cpu, cuda, cuda:N, mps
-    tf32: bool = True  # allow TF32 matmuls and convolutions on Ampere+ GPUs
-    # Execution switches (CUDA only; ignored on the CPU). Each computes the same step; off gives the plain eager path.
-    cuda_graph: bool = True  # capture the whole step (n_dis D steps, G step, EMA) as one CUDA graph, replayed
-    fused_adam: bool = True  # torch's fused Adam kernel instead of its multi-tensor loop
-    data_on_device: bool = True  # the whole dataset on the GPU, batches gathered there; off: gathered on the host
-    cudnn_benchmark: bool = True  # let cuDNN time its convolution algorithms for the step's fixed shapes
-    log_every: int = _range(1, default=100)
-    sample_every: int = _range(0, default=1000)  # 0 = no sample grids
-    checkpoint_every: int = _range(1, default=1000)
-    keep_checkpoints: bool = True  # keep checkpoints/step-N.pt besides last.pt
-
-
-@dataclass
-class EvalConfig:
-    every: int = _range(0, default=0)  # in-training evaluation every N G steps; 0 = none (score with ganbench eval)
-    num_samples: int = _range(1, MAX_SAMPLES, default=50000)
-    metrics: list[str] = field(default_factory=lambda: ["fid", "is"])  # checked by `validate`
-    ref_split: str = ""  # reference statistics split; "" = the dataset's paper choice
-    inception_weights: str = ""  # a local Inception weights file; "" = the libraries' own download path
-    backend: str = _choice("torch-fidelity", "pytorch-fid", default="torch-fidelity")
-    batch_size: int = _range(1, MAX_BATCH, default=250)
-    select: str = _choice("ema", "raw", default="ema")  # which generator's FID picks checkpoints/best.pt
-    # BatchNorm of G while sampling for metrics: "batch" = train mode, statistics of batches of train.batch_size_g
-    # (the official code; G's buffers are restored afterwards); "running" = eval mode, running statistics
-    bn_mode: str = _choice("batch", "running", default="batch")
-
-
-@dataclass
-class Recipe:
-    name: str = _checked(_check_name, default="run")
-    seed: int = _range(0, MAX_SEED, default=0)
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_toml(self) -> str:
-        return tomli_w.dumps(self.to_dict())
-
-    def hash(self) -> str:
-        """A stable hash of everything that changes what training computes (not where files are or which device)."""
-        tree = self.to_dict()
-        for section, key in NON_SEMANTIC_KEYS:
-            tree[section].pop(key, None)
-        canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
-# Keys that may differ between a run and its resumption without changing what it computes.
-NON_SEMANTIC_KEYS = (
-    ("data", "root"),
-    ("data", "download"),
-    ("train", "device"),
-    ("train", "log_every"),
-    ("train", "sample_every"),
-    ("train", "checkpoint_every"),
-    ("train", "keep_checkpoints"),
-    ("train", "cuda_graph"),  # the execution switches: the same step, computed faster
-    ("train", "fused_adam"),
-    ("train", "data_on_device"),
-    ("train", "cudnn_benchmark"),
-    ("eval", "inception_weights"),
-    ("eval", "batch_size"),
-)
+# The named checks that config fields declare with `_checked`.
+CHECKS: dict[str, Callable[[str, Any], None]] = {"name": _check_name, "device": _check_device}
 
 
 _TYPE_FIX = {  # type -> (what it is, how to write one)
@@ -280,7 +172,7 @@ def _check_range(key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
         raise RecipeError(f"{key}: {_show(value)} is out of range; it must be {bound}")
     check = meta.get("check")
     if check is not None:
-        check(key, value)
+        CHECKS[check](key, value)
 
 
 def _unknown_key(dotted: str, known: typing.Iterable[str], section: str) -> RecipeError:
@@ -425,9 +317,6 @@ def loads(text: str, overrides: list[str] | None = None) -> Recipe:
 
 def validate(recipe: Recipe) -> None:
     """Cross-field checks and registry names; raises RecipeError naming the key and the fix."""
-    # Imported here: the registries import the recipe module for its config types.
-    from ganbench import data, losses, methods, nets
-
     data.DATASETS.get(recipe.data.name)
     nets.NETS.get(recipe.model.arch)
     methods.METHODS.get(recipe.method.name)
@@ -458,8 +347,6 @@ POINT_METRICS = ("modes",)
 
 
 def _check_metrics(metrics: list[str], dataset: str, *, points: bool) -> None:
-    from ganbench.metrics.inception import METRICS  # on use: it imports torch and pandas
-
     allowed = (*METRICS, *POINT_METRICS)
     choose = f"choose from {', '.join(METRICS)}" + (f" or {', '.join(POINT_METRICS)}" if points else "")
     if not metrics:

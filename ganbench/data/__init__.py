@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from ganbench.config import DataConfig
 from ganbench.data import cifar, cifar_jpeg, folder, stl10, synthetic  # noqa: F401  (each registers its datasets)
 from ganbench.data.base import DATASETS, Dataset, DatasetSpec, check_split
-from ganbench.recipe import DataConfig
 
 __all__ = ["DATASETS", "Dataset", "DatasetSpec", "load_dataset", "output_shape", "to_model_range"]
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganbench.config import DataConfig
 from ganbench.errors import RecipeError
-from ganbench.recipe import DataConfig
 from ganbench.registry import Registry
 from ganbench.store import atomic_write, cache_dir
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from torchvision import datasets as tv
 
+from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, image_dataset, nhwc_to_tensor, register, square_shape
 from ganbench.errors import DataError
-from ganbench.recipe import DataConfig
 
 # What a file that is present but not a readable batch raises inside torchvision's reader.
 UNREADABLE = (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError)

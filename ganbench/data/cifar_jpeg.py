@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from ganbench.config import DataConfig
 from ganbench.data.base import (
     Dataset,
     DatasetSpec,
@@ -28,7 +29,6 @@ from ganbench.data.base import (
     write_cached,
 )
 from ganbench.errors import DataError
-from ganbench.recipe import DataConfig
 
 ARCHIVE = "cifar10-jpeg-q75.tar.xz"
 ENV_VAR = "GANBENCH_CIFAR10_JPEG"

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, image_dataset, register
 from ganbench.errors import DataError, RecipeError
-from ganbench.recipe import DataConfig
 
 EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 SPLITS = ("all", "train")  # one split; "train" is accepted as another name for it, so the recipe default works

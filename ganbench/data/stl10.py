@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torchvision import datasets as tv
 
+from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, image_dataset, register, square_shape
 from ganbench.data.cifar import open_torchvision
 from ganbench.errors import DataError
-from ganbench.recipe import DataConfig
 
 PAPER_SIZE = 48
 SPLIT_FILES = {

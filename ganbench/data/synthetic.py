@@ -12,8 +12,8 @@ import math
 import numpy as np
 import torch
 
+from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, content_hash, register
-from ganbench.recipe import DataConfig
 
 MODE_STD = 0.05
 SPLITS = ("train", "test")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ganbench.config import MethodConfig
 from ganbench.methods import gradnorm, penalties, spectral  # noqa: F401  (registers the methods)
 from ganbench.methods.base import METHODS, Method
-from ganbench.recipe import MethodConfig
 
 __all__ = ["METHODS", "Method", "build_method"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganbench.recipe import MethodConfig
+from ganbench.config import MethodConfig
 from ganbench.registry import Registry
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ganbench.config import MethodConfig
 from ganbench.methods.base import Method
-from ganbench.recipe import MethodConfig
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:

@@ -1,30 +1,23 @@
-"""Networks by name: each entry builds a (generator, discriminator) pair for the data's sample shape."""
+"""Networks by name: each entry builds a (generator, discriminator) pair for the data's sample shape.
+
+Registered: cnn32, cnn48 (cnn.py), resnet32, resnet48, resnet48-sngan (resnet.py), mlp (mlp.py). A new architecture
+is one module that calls `NETS.add(NetSpec(...))`, plus its import below.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from ganbench.config import ModelConfig
 from ganbench.errors import RecipeError
-from ganbench.recipe import ModelConfig
-from ganbench.registry import Registry
+from ganbench.nets import cnn, mlp, resnet  # noqa: F401  (each registers its architectures)
+from ganbench.nets.base import NETS, NetSpec
 
-
-@dataclass(frozen=True)
-class NetSpec:
-    """One architecture: the per-sample shapes it accepts and how to build its (generator, discriminator)."""
-
-    name: str
-    description: str
-    shapes: tuple[tuple[int, ...], ...]  # per-sample data shapes, e.g. ((3, 32, 32),) or ((2,),)
-    build: Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]
-
-
-NETS: Registry[NetSpec] = Registry("architecture", "model.arch")
+__all__ = ["BN_MODES", "NETS", "NetSpec", "build_nets", "check_compatible", "sampling_mode"]
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -78,6 +71,3 @@ def sampling_mode(generator: nn.Module, bn_mode: str) -> Iterator[nn.Module]:
             for buffer, value in zip(generator.buffers(), saved, strict=False):
                 buffer.copy_(value)
         generator.train(was_training)
-
-
-from ganbench.nets import cnn, mlp, resnet  # noqa: E402, F401  (registers the architectures)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ganbench.nets import NETS, NetSpec
-from ganbench.recipe import ModelConfig
+from ganbench.config import ModelConfig
+from ganbench.nets.base import NETS, NetSpec
 
 
 class Generator(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ganbench.nets import NETS, NetSpec
-from ganbench.recipe import ModelConfig
+from ganbench.config import ModelConfig
+from ganbench.nets.base import NETS, NetSpec
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:

@@ -13,9 +13,9 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from ganbench.config import ModelConfig
 from ganbench.errors import RecipeError
-from ganbench.nets import NETS, NetSpec
-from ganbench.recipe import ModelConfig
+from ganbench.nets.base import NETS, NetSpec
 
 L = TypeVar("L", nn.Conv2d, nn.Linear)
 
