@@ -1,12 +1,18 @@
-"""The run-directory contract: where each file of a run lives, and atomic reads and writes of them.
+"""The run-directory contract: where each file of a run lives, what its rows and fields are, and atomic reads and
+writes of them.
 
 RUN_DIR/recipe.toml        the fully resolved recipe
-RUN_DIR/run.json           status, step, recipe hash, environment, schema version
-RUN_DIR/history.parquet    one row per logged training step
-RUN_DIR/metrics.parquet    one row per (checkpoint, generator, metric) evaluation
-RUN_DIR/checkpoints/       last.pt, best.pt, step-<N>.pt
+RUN_DIR/run.json           RunInfo: status, step, recipe hash, environment, best evaluation, schema version
+RUN_DIR/history.parquet    one row per logged training step, columns HISTORY_COLUMNS
+RUN_DIR/metrics.parquet    one row per (checkpoint, generator, metric) evaluation, columns METRIC_COLUMNS:
+                           RECORD_FIELDS (what was measured, when, where), the metric and its value,
+                           PROTOCOL_FIELDS (how it was measured) and their hash, `fingerprint`
+RUN_DIR/checkpoints/       last.pt, best.pt, step-<N>.pt, manifest.json (their sha256)
 RUN_DIR/samples/           step-<N>.png fixed-z grids
 RUN_DIR/.lock              held (flock) by the one process writing the run: training or evaluation
+
+SCHEMA_VERSION (ganbench/__init__.py) is written into run.json and every checkpoint; a change of the on-disk
+format bumps it, and read_run then names the version that wrote a run.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -29,6 +35,90 @@ from ganbench import SCHEMA_VERSION, __version__
 from ganbench.errors import RunDirError
 
 STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
+
+
+class DatasetInfo(TypedDict):
+    """The data a run trained on; a resumed run must see the same content hash."""
+
+    name: str
+    split: str
+    content_hash: str
+    source: str
+
+
+class BestInfo(TypedDict, total=False):
+    """The best evaluation so far (ganbench.selection): best.pt holds its step's weights. Empty before any."""
+
+    score: float  # lower is better, as ganbench.selection.score_of gives
+    step: int
+    metric: str  # the deciding metric: fid, modes_covered, is_mean or step
+    generator: str  # ema or raw: the generator ranked (eval.select)
+
+
+class RunInfo(TypedDict, total=False):
+    """run.json: every field a run directory may hold (older runs may lack the later ones)."""
+
+    name: str
+    status: str  # one of STATUSES
+    step: int  # the last step saved in a checkpoint
+    steps: int  # train.steps
+    recipe_hash: str  # Recipe.hash(): the whole resolved recipe
+    training_hash: str  # the recipe without [eval] and non-semantic keys: what a resume must match
+    created: str
+    updated: str
+    environment: dict[str, Any]  # python, torch, ganbench, host, cuda, gpu
+    dataset: DatasetInfo
+    device: str
+    step_path: str  # eager, cuda-graph, or eager (capture failed: ...)
+    best: BestInfo
+    error: str | None  # the one-line error of a failed or diverged run
+    resumed_with_changes: list[str]  # `key: old -> new` of [eval] keys a resume took over
+    schema_version: int
+    ganbench_version: str
+
+
+RUN_FIELDS = frozenset(RunInfo.__annotations__)
+
+# history.parquet: the step, the means of the loss totals over the log window (D terms per D step, loss_g per G
+# step), D's raw outputs and input-gradient norms on fixed batches, the learning rates, and the interval's timing.
+LOSS_COLUMNS = ("loss_d", "loss_d_real", "loss_d_fake", "penalty", "cr", "d_real", "d_fake", "loss_g")
+PROBE_COLUMNS = ("d_raw_real", "d_raw_fake", "grad_norm_real", "grad_norm_fake")
+TIMING_COLUMNS = ("g_steps_per_s", "images_per_s", "wall_time")
+HISTORY_COLUMNS = ("step", *LOSS_COLUMNS, *PROBE_COLUMNS, "lr_d", "lr_g", *TIMING_COLUMNS)
+
+# metrics.parquet. Fields that change a metric's value for the same generator weights: their hash is the row's
+# `fingerprint` (ganbench.metrics.fingerprint computes it).
+PROTOCOL_FIELDS = (
+    "protocol_version",
+    "extractor",  # the feature network (torch-fidelity-inception-v3, ..., 2d-modes for point sets)
+    "weights_hash",  # sha256 of its weights file
+    "resize",  # how images reach the network's input size
+    "quantize",  # whether generated images were rounded to uint8 first, as saving a PNG would
+    "precision",  # arithmetic of the feature network (fp32: TF32 off)
+    "n_fake",  # generated samples
+    "n_real",  # reference samples behind the statistics
+    "ref_dataset",
+    "ref_split",
+    "ref_hash",  # content hash of the reference images
+    "ref_key",  # the reference statistics' own key (extractor and weights included; imported-… for a TTUR file)
+    "generator",  # ema or raw
+    "bn_mode",  # BatchNorm while sampling: "running" (eval mode) or "batch:<B>" (train mode, batches of B)
+    "sample_seed",  # the seed of the latent codes
+    "params",  # the metric's own settings (IS splits, KID subsets, PR k), JSON
+    "versions",  # torch, torch-fidelity, pytorch-fid, ganbench, JSON
+)
+# Recorded beside the protocol, not hashed: which evaluation of which checkpoint, and when.
+RECORD_FIELDS = ("step", "checkpoint", "backend", "weights", "ref_source", "device", "wall_time_s", "time")
+IN_TRAINING = "in-training"  # the `checkpoint` of the rows the training loop writes
+METRIC_COLUMNS = (
+    *RECORD_FIELDS[:2],
+    "generator",
+    *RECORD_FIELDS[2:],
+    "metric",
+    "value",
+    *(name for name in PROTOCOL_FIELDS if name != "generator"),
+    "fingerprint",
+)
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -39,7 +129,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganbench"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Write through `write(tmp)` into a temp file beside `path`, fsync it, then rename it over `path`.
 
     The old file stays whole until the new one is complete, so a crash leaves one or the other, never half.
@@ -174,31 +264,39 @@ class RunDir:
     def write_recipe(self, resolved: Any) -> None:
         atomic_write_text(self.recipe_path, resolved.to_toml())
 
-    def read_run(self) -> dict[str, Any]:
+    def read_run(self) -> RunInfo:
         try:
             info = json.loads(self.run_path.read_text())
         except FileNotFoundError:
             raise RunDirError(f"{self.run_path}: missing; {self.root} is not a run directory") from None
         except json.JSONDecodeError as err:
             raise RunDirError(f"{self.run_path}: not valid JSON ({err}); restore or delete the run") from None
+        if not isinstance(info, dict):
+            raise RunDirError(f"{self.run_path}: not a JSON object; restore or delete the run")
         schema = info.get("schema_version")
         if schema != SCHEMA_VERSION:
             raise RunDirError(
                 f"{self.run_path}: written by run-directory schema {schema}, this ganbench reads schema "
                 f"{SCHEMA_VERSION}; use the ganbench version that made it or re-run it"
             )
-        return info
+        return info  # type: ignore[no-any-return]  (a JSON object: its fields are RunInfo's, older runs' fewer)
 
-    def write_run(self, info: dict[str, Any]) -> None:
-        info = {**info, "schema_version": SCHEMA_VERSION, "ganbench_version": __version__}
-        info["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        atomic_write_text(self.run_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    def write_run(self, info: RunInfo) -> None:
+        _check_fields(info)
+        self._write_run(info)
 
-    def update_run(self, **fields: Any) -> dict[str, Any]:
+    def update_run(self, **fields: Any) -> RunInfo:
+        """Change the named fields of run.json (each declared in RunInfo); the others are kept as they are."""
+        _check_fields(fields)
         info = self.read_run()
-        info.update(fields)
-        self.write_run(info)
+        info.update(fields)  # type: ignore[typeddict-item]  (names checked above)
+        self._write_run(info)
         return info
+
+    def _write_run(self, info: RunInfo) -> None:
+        written: dict[str, Any] = {**info, "schema_version": SCHEMA_VERSION, "ganbench_version": __version__}
+        written["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic_write_text(self.run_path, json.dumps(written, indent=2, sort_keys=True) + "\n")
 
     # checkpoints
 
@@ -247,6 +345,12 @@ class RunDir:
         frame = new if old.empty else pd.concat([old, new], ignore_index=True)
         write_parquet(self.metrics_path, frame)
         return frame
+
+
+def _check_fields(fields: Any) -> None:
+    unknown = sorted(set(fields) - RUN_FIELDS)
+    if unknown:  # a writer's mistake, not a user's: the contract above is the one place a field is declared
+        raise TypeError(f"run.json: undeclared field(s) {', '.join(unknown)}; declare them in store.RunInfo")
 
 
 def find_runs(results: str | Path) -> list[RunDir]:

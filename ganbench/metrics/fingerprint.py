@@ -1,7 +1,8 @@
 """The protocol fingerprint of a metric row: every field that changes what the number means, and a hash of them.
 
 Two rows with the same `fingerprint` were measured the same way and may share a column; rows with different ones
-may not. The hash covers the protocol fields only — never the checkpoint step, the time or the wall
+may not. The fields are declared with the run-directory contract (ganbench.store.PROTOCOL_FIELDS, re-exported here);
+the hash covers the protocol fields only — never the checkpoint step, the time or the wall
 time, which say *what* was measured and when, not *how*.
 """
 
@@ -15,31 +16,19 @@ from typing import Any
 import torch
 
 from ganbench import __version__
+from ganbench.store import PROTOCOL_FIELDS, RECORD_FIELDS
+
+__all__ = [
+    "PROTOCOL_FIELDS",
+    "PROTOCOL_VERSION",
+    "RECORD_FIELDS",
+    "fingerprint_of",
+    "library_versions",
+    "params_text",
+    "protocol",
+]
 
 PROTOCOL_VERSION = 2  # bump when ganbench's own sampling or metric code changes what a number means
-
-# Fields that change a metric's value for the same generator weights; their hash is the row's `fingerprint`.
-PROTOCOL_FIELDS = (
-    "protocol_version",
-    "extractor",  # the feature network (torch-fidelity-inception-v3, ..., 2d-modes for point sets)
-    "weights_hash",  # sha256 of its weights file
-    "resize",  # how images reach the network's input size
-    "quantize",  # whether generated images were rounded to uint8 first, as saving a PNG would
-    "precision",  # arithmetic of the feature network (fp32: TF32 off)
-    "n_fake",  # generated samples
-    "n_real",  # reference samples behind the statistics
-    "ref_dataset",
-    "ref_split",
-    "ref_hash",  # content hash of the reference images
-    "ref_key",  # the reference statistics' own key (extractor and weights included; imported-… for a TTUR file)
-    "generator",  # ema or raw
-    "bn_mode",  # BatchNorm while sampling: "running" (eval mode) or "batch:<B>" (train mode, batches of B)
-    "sample_seed",  # the seed of the latent codes
-    "params",  # the metric's own settings (IS splits, KID subsets, PR k), JSON
-    "versions",  # torch, torch-fidelity, pytorch-fid, ganbench, JSON
-)
-# Recorded beside the protocol, not hashed: which evaluation of which checkpoint, and when.
-RECORD_FIELDS = ("step", "checkpoint", "backend", "weights", "ref_source", "device", "wall_time_s", "time")
 
 
 def library_versions() -> str:

@@ -1,15 +1,14 @@
-"""Checkpoints: the full training state written atomically, verified, loaded without running code.
+"""Writing checkpoints, and finding the one a resumed run continues from.
 
 A checkpoint is one `torch.save` dict holding everything needed to continue exactly: G, D, EMA-G, both
 optimizers, the step (the learning-rate schedule is a function of it), every RNG state, the data position and the
-partial log window. It holds only tensors and plain Python values, so it is loaded with `weights_only=True`: a crafted
-file cannot run code. checkpoints/manifest.json records each file's sha256; a file whose content matches no recorded
-hash (a crash mid-copy, a tampered file) is skipped with a warning in favour of an older valid one.
+partial log window. It holds only tensors and plain Python values, so it is loaded with `weights_only=True` (see
+ganbench.checkpoints, which reads them and is re-exported here). Each file is written atomically and its sha256
+recorded in checkpoints/manifest.json before and after it is put in place.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -19,14 +18,35 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ganbench import SCHEMA_VERSION
+from ganbench.checkpoints import (
+    MANIFEST,
+    UNSAFE_ENV,
+    build_generator,
+    load,
+    load_generator,
+    read_manifest,
+    sha256_of,
+    verify,
+)
 from ganbench.errors import RunDirError
 from ganbench.store import RunDir, atomic_write, atomic_write_text
 
-MANIFEST = "manifest.json"
-UNSAFE_ENV = "GANBENCH_UNSAFE_LOAD"  # =1: unpickle checkpoints of older ganbench versions you trust
+__all__ = [
+    "MANIFEST",
+    "UNSAFE_ENV",
+    "build_generator",
+    "load",
+    "load_generator",
+    "newest_valid",
+    "read_manifest",
+    "rng_state",
+    "save",
+    "set_rng_state",
+    "sha256_of",
+    "verify",
+]
 
 
 def rng_state() -> dict[str, Any]:
@@ -63,28 +83,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         # one state per GPU of the saving machine; a machine with fewer GPUs takes the first ones
         for index, saved in enumerate(state["cuda"][: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(_host_bytes(saved), index)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_manifest(folder: Path) -> dict[str, list[str]] | None:
-    """name -> the sha256 values its content may have; None when the folder has no manifest (older runs)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}  # a damaged manifest vouches for nothing: every checkpoint is unverified
-    if not isinstance(manifest, dict):
-        return {}
-    return {str(name): [str(h) for h in hashes] for name, hashes in manifest.items() if isinstance(hashes, list)}
 
 
 def _write_manifest(folder: Path, manifest: dict[str, list[str]]) -> None:
@@ -132,40 +130,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def verify(path: Path) -> None:
-    """RunDirError when the manifest beside `path` records hashes for it and its content matches none of them."""
-    manifest = read_manifest(path.parent)
-    if manifest is None:
-        return  # written before checkpoints were hashed: nothing to check against
-    allowed = manifest.get(path.name)
-    if not allowed:
-        raise RunDirError(f"{path}: not recorded in {path.parent / MANIFEST}; it was not completely written")
-    if sha256_of(path) not in allowed:
-        raise RunDirError(f"{path}: content does not match its recorded sha256 (damaged or replaced)")
-
-
-def load(path: Path, map_location: str | torch.device = "cpu", check: bool = True) -> dict[str, Any]:
-    """Load a checkpoint without running code from it (weights_only); a damaged, foreign or unverified file raises
-    RunDirError."""
-    if check and path.exists():
-        verify(path)
-    unsafe = os.environ.get(UNSAFE_ENV) == "1"
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=not unsafe)
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: no such checkpoint; see the run's checkpoints/ folder") from None
-    except Exception as err:  # truncated zip, refused pickle globals: the file is not usable as it is
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
-            raise RunDirError(
-                f"{path}: holds Python objects that loading would have to execute (a foreign file, or one written "
-                f"by an older ganbench); if you trust it, set {UNSAFE_ENV}=1 once to load it"
-            ) from None
-        raise RunDirError(f"{path}: damaged checkpoint ({type(err).__name__}); delete it to use an older one") from None
-    if not isinstance(state, dict) or state.get("schema_version") != SCHEMA_VERSION or "step" not in state:
-        raise RunDirError(f"{path}: not a ganbench checkpoint of schema {SCHEMA_VERSION}")
-    return state
-
-
 def newest_valid(run: RunDir, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
     """The valid checkpoint with the highest step among last.pt and step-N.pt, or None when there is none; each file
     skipped (damaged, unverified, foreign) is named in a RuntimeWarning."""
@@ -190,25 +154,3 @@ def newest_valid(run: RunDir, map_location: str | torch.device = "cpu") -> dict[
 def _step_of(path: Path) -> int:
     stem = path.stem
     return int(stem.split("-", 1)[1]) if stem.startswith("step-") else -1
-
-
-def build_generator(recipe: Any) -> nn.Module:
-    from ganbench import data, nets
-
-    generator, _ = nets.build_nets(recipe.model, data.output_shape(recipe.data))
-    return generator
-
-
-def load_generator(
-    run: RunDir, which: str | int = "last", ema: bool = True, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, int]:
-    """The generator (EMA-G when `ema`) of a run's checkpoint, in eval mode, and the step it was saved at."""
-    recipe = run.read_recipe()
-    state = load(run.checkpoint_path(which), map_location)
-    key = "G_ema" if ema else "G"
-    if state.get(key) is None:
-        raise RunDirError(f"{run.root}: checkpoint {which} has no EMA generator; use --no-ema")
-    generator = build_generator(recipe)
-    generator.load_state_dict(state[key])
-    generator.to(map_location).eval()
-    return generator, int(state["step"])
