@@ -842,7 +842,11 @@ _PAPER_NOTE = (
 
 def _protocol_line(layout: Layout, groups: list[_Group], papers: PaperNumbers) -> str:
     """What every cell of ours in the paper rows was measured with, and the test behind the noise marks."""
-    described = [papers.protocols[d].description for d in layout.datasets if d in papers.protocols]
+    described = [
+        (f"{DATASETS[d]}: " if len(layout.datasets) > 1 else "") + papers.protocols[d].description
+        for d in layout.datasets
+        if d in papers.protocols
+    ]
     paper = "Paper: " + "; ".join(described) + "." if described else ""
     if not groups:
         return f"Ours: no finished run under the paper's protocol yet. {paper}".strip()
