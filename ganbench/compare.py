@@ -32,6 +32,7 @@ from ganbench import recipe as recipes
 from ganbench.errors import GanbenchError, RecipeError, RunDirError
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
+from ganbench.report import shipped_recipe_dirs
 from ganbench.report.collect import flatten
 from ganbench.store import RunDir, atomic_write_text
 
@@ -66,9 +67,9 @@ class PlannedRun:
 
 
 def recipe_dirs() -> list[Path]:
-    """The shipped recipe folders: package data (installed), then the source checkout's recipes/."""
-    here = Path(__file__).resolve().parent
-    return [folder for folder in (here / "recipes", here.parent / "recipes") if folder.is_dir()]
+    """The shipped recipe folders: package data (installed), then the source checkout's recipes/ (the report looks
+    paper recipes up in the same folders)."""
+    return shipped_recipe_dirs()
 
 
 def default_recipe() -> Path:

@@ -20,7 +20,7 @@ from ganbench.report.render import COLUMN_CHOICES, FORMATS, RENDERERS, Options
 from ganbench.report.tables import TABLE_NAMES, arrange
 from ganbench.store import atomic_write_text
 
-__all__ = ["FORMATS", "TABLE_NAMES", "build_report", "paper_recipe_lookup", "parse_tables"]
+__all__ = ["FORMATS", "TABLE_NAMES", "build_report", "paper_recipe_lookup", "parse_tables", "shipped_recipe_dirs"]
 MAX_DECIMALS = 6
 
 
@@ -114,12 +114,16 @@ def _relative(warning: str, results: Path) -> str:
 # Paper recipes, to name where a run's training differs from the paper's configuration.
 
 
+def shipped_recipe_dirs() -> list[Path]:
+    """The shipped recipe folders: package data (installed), then the source checkout's recipes/."""
+    package = Path(__file__).resolve().parent.parent
+    return [folder for folder in (package / "recipes", package.parent / "recipes") if folder.is_dir()]
+
+
 def paper_recipe_lookup(recipe_dirs: list[Path] | None = None) -> Any:
     """name -> the named recipe, defaults filled in and flattened to dotted keys; None when not found."""
     if recipe_dirs is None:
-        from ganbench.compare import recipe_dirs as shipped
-
-        recipe_dirs = shipped()
+        recipe_dirs = shipped_recipe_dirs()
     cache: dict[str, dict[str, Any] | None] = {}
 
     def lookup(name: str) -> dict[str, Any] | None:

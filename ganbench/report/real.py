@@ -124,15 +124,16 @@ def score_missing(
     RESULTS/reference/ lacks: the recipe's data, reference split, backend and Inception weights; returns what was
     written, one line each. Needs the data and the Inception weights, as training's evaluation does."""
     from ganbench import data
+    from ganbench.devices import resolve_device
     from ganbench.metrics.inception import build_extractor
     from ganbench.metrics.refstats import reference_statistics
-    from ganbench.train.loop import resolve_device
 
     done: list[str] = []
     existing, _ = read_rows(results)
     settings = MetricSettings()
     for name, (recipe, n_fake) in datasets.items():
-        extractor = build_extractor(recipe.eval.backend, recipe.eval.inception_weights or None, resolve_device(device))
+        where = resolve_device(device, key="--device")
+        extractor = build_extractor(recipe.eval.backend, recipe.eval.inception_weights or None, where)
         ref = reference_statistics(
             recipe.data, extractor, split=recipe.eval.ref_split, batch_size=recipe.eval.batch_size, progress=progress
         )
