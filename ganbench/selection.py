@@ -80,3 +80,9 @@ def select_best(rows: Iterable[Mapping[str, Any]], generator: str | None = None)
         if best is None or choice.rank < best.rank:
             best = choice
     return best
+
+
+def selection_score(rows: Iterable[Mapping[str, Any]], generator: str) -> tuple[float, str] | None:
+    """(score, deciding metric) of `generator`'s best evaluation among `rows`: the older form of select_best."""
+    choice = select_best(rows, generator)
+    return None if choice is None else (choice.score, choice.metric)

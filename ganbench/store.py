@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import pandas as pd
 
@@ -279,7 +279,7 @@ class RunDir:
                 f"{self.run_path}: written by run-directory schema {schema}, this ganbench reads schema "
                 f"{SCHEMA_VERSION}; use the ganbench version that made it or re-run it"
             )
-        return info  # type: ignore[no-any-return]  (a JSON object: its fields are RunInfo's, older runs' fewer)
+        return cast(RunInfo, info)  # a JSON object of RunInfo's fields (an older run's may be fewer)
 
     def write_run(self, info: RunInfo) -> None:
         _check_fields(info)
@@ -289,7 +289,7 @@ class RunDir:
         """Change the named fields of run.json (each declared in RunInfo); the others are kept as they are."""
         _check_fields(fields)
         info = self.read_run()
-        info.update(fields)  # type: ignore[typeddict-item]  (names checked above)
+        info.update(fields)  # type: ignore[typeddict-item]  # names checked above
         self._write_run(info)
         return info
 

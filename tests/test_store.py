@@ -74,3 +74,15 @@ def test_find_runs(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir()
     assert [r.root.relative_to(tmp_path).as_posix() for r in find_runs(tmp_path)] == ["a/x", "b"]
     assert find_runs(tmp_path / "nowhere") == []
+
+
+def test_run_json_fields_must_be_declared(tmp_path: Path) -> None:
+    """A writer's typo (a field RunInfo does not declare) is refused before anything is written."""
+    run = RunDir(tmp_path)
+    with pytest.raises(TypeError, match="undeclared field.*statuss"):
+        run.write_run({"statuss": "running"})  # type: ignore[typeddict-unknown-key]
+    assert not run.run_path.exists()
+    run.write_run({"status": "running", "step": 3})
+    with pytest.raises(TypeError, match="best_step"):
+        run.update_run(best_step=3)
+    assert run.read_run()["step"] == 3

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ganbench.nets import sampling_mode
-from ganbench.store import atomic_write
+from ganbench.store import RunDir, atomic_write
 
 
 @torch.no_grad()
@@ -29,6 +29,16 @@ def save_samples(path: Path, generator: nn.Module, z: torch.Tensor, dataset: Any
 
         images = (generate(generator, z, batch_size, bn_mode).cpu() + 1) / 2
         atomic_write(path, lambda tmp: save_image(images.clamp(0, 1), tmp, nrow=8, format="png"))
+
+
+def save_sheets(
+    run: RunDir, step: int, g: nn.Module, g_ema: nn.Module | None, z: torch.Tensor, dataset: Any, bn_mode: str
+) -> None:
+    """The step's sheet of the generator a run samples with (EMA-G when it has one) and, with EMA, raw G's beside
+    it: early on EMA-G is still close to its initialisation."""
+    save_samples(run.sample_path(step), g_ema if g_ema is not None else g, z, dataset, bn_mode)
+    if g_ema is not None:
+        save_samples(run.sample_path(step, "raw"), g, z, dataset, bn_mode)
 
 
 def _save_scatter(path: Path, points: torch.Tensor, dataset: Any) -> None:
