@@ -439,6 +439,70 @@ def report(
     _guarded(work)
 
 
+LIST_KINDS = ("methods", "nets", "datasets", "losses", "metrics", "recipes")
+
+
+@app.command("list")
+def list_entries(
+    kind: Annotated[
+        str | None, typer.Argument(help="methods, nets, datasets, losses, metrics or recipes; default all.")
+    ] = None,
+) -> None:
+    """Print what ganbench knows: the registered methods, nets, datasets and losses, the metrics, the recipes."""
+
+    def work() -> None:
+        if kind is not None and kind not in LIST_KINDS:
+            raise GanbenchError(f"list {kind!r}: not something ganbench lists; choose one of {', '.join(LIST_KINDS)}")
+        for name in [kind] if kind else LIST_KINDS:
+            rows = _catalog(name)
+            table = Table(title=name)
+            for column in rows[0]:
+                table.add_column(column, overflow="fold")
+            for row in rows:
+                table.add_row(*(Text(value) for value in row.values()))
+            console.print(table)
+
+    _guarded(work)
+
+
+def _catalog(kind: str) -> list[dict[str, str]]:
+    """One row per entry of `kind`, each with the same columns."""
+    from ganbench import data, losses, methods, nets
+    from ganbench import recipe as recipes
+
+    if kind == "metrics":
+        from ganbench.metrics.inception import FEATURE_METRICS, METRICS
+
+        inputs = {True: "Inception pool features", False: "Inception logits"}
+        rows = [{"name": m, "data": "images", "inputs": inputs[m in FEATURE_METRICS]} for m in METRICS]
+        return rows + [{"name": m, "data": "2-D points", "inputs": "the samples"} for m in recipes.POINT_METRICS]
+    if kind == "recipes":
+        from ganbench.compare import recipe_dirs
+
+        found: list[dict[str, str]] = []
+        seen: set[Path] = set()
+        for folder in recipe_dirs():
+            for path in sorted(folder.glob("*.toml")) + sorted(folder.glob("variants/*.toml")):
+                if path.resolve() in seen:  # a checkout's recipes/ may be the package's folder itself
+                    continue
+                seen.add(path.resolve())
+                r = recipes.load(path)
+                found.append(
+                    {
+                        "name": r.name,
+                        "file": str(path.relative_to(folder)),
+                        "data": f"{r.data.name} {r.data.split}",
+                        "net": r.model.arch,
+                        "method": r.method.name + (" + bCR" if r.method.bcr else " + CR" if r.method.cr_lambda else ""),
+                        "loss": r.loss.name,
+                        "steps": str(r.train.steps),
+                    }
+                )
+        return found
+    registry: Any = {"methods": methods.METHODS, "nets": nets.NETS, "datasets": data.DATASETS, "losses": losses.LOSSES}
+    return [entry.summary() for entry in registry[kind].entries()]
+
+
 def version_callback(value: bool) -> None:
     if value:
         console.print(f"ganbench {__version__}")

@@ -319,14 +319,15 @@ def validate(recipe: Recipe) -> None:
     """Cross-field checks and registry names; raises RecipeError naming the key and the fix."""
     data.DATASETS.get(recipe.data.name)
     nets.NETS.get(recipe.model.arch)
-    methods.METHODS.get(recipe.method.name)
-    losses.LOSSES.get(recipe.loss.name)
-    if recipe.method.name == "lgan" and not recipe.loss.name.startswith("lgan-"):
+    method = methods.METHODS.get(recipe.method.name)
+    loss = losses.LOSSES.get(recipe.loss.name)
+    if method.loss_enforced and loss.family != method.loss_family:
+        family = [entry.name for entry in losses.LOSSES.entries() if entry.family == method.loss_family]
         raise RecipeError(
-            f"loss.name: method lgan uses the LGAN loss family; set loss.name to one of "
-            f"{', '.join(n for n in losses.LOSSES.names() if n.startswith('lgan-'))}"
+            f"loss.name: method {method.name} uses the {method.loss_family} loss family; set loss.name to one of "
+            f"{', '.join(family)}"
         )
-    if recipe.loss.lgan_psi_max and not recipe.loss.name.startswith("lgan-"):
+    if recipe.loss.lgan_psi_max and loss.g_loss_psi_max is None:
         raise RecipeError(
             f"loss.lgan_psi_max: applies to the LGAN losses only, not {recipe.loss.name!r}; set it to false or "
             "pick an lgan-* loss.name"

@@ -1,11 +1,29 @@
-"""Name -> builder tables: datasets, nets, methods, losses and metrics register here by name."""
+"""Name -> entry tables: datasets, nets, methods and losses each register one self-describing entry by name.
+
+An entry carries what it is (a display label, a one-line description and what its kind declares: a net's sample
+shapes, a dataset's paper split, a method's loss family) beside how to build it, so that validation, `ganbench list`
+and the tables read one place. `summary()` is the entry's row in `ganbench list`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from ganbench.errors import RecipeError
+
+
+class Described(Protocol):
+    """What every registry entry tells about itself."""
+
+    name: str
+    label: str
+    description: str
+
+    def summary(self) -> dict[str, str]:
+        """The entry as one row of `ganbench list`: column -> text, the same columns for every entry of a kind."""
+        ...
+
 
 T = TypeVar("T")
 
@@ -42,6 +60,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def entries(self) -> list[T]:
+        """Every entry, in name order."""
+        return [self._entries[name] for name in self.names()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -21,8 +21,6 @@ LAZY_IMPORTERS = {"cli", "__main__"}  # modules of the package, by their name in
 # Hidden circles that are known and owned by open work elsewhere; each case xfails strictly, so it fails the suite
 # the day the circle is gone and the entry must be deleted.
 KNOWN_HIDDEN = {
-    ("ganbench.report", "ganbench.compare"): "compare imports report.collect at module level and report's "
-    "__init__ imports compare.recipe_dirs in a function (being untangled in the report/compare work)",
     ("ganbench.store", "ganbench.recipe"): "store.RunDir.read_recipe imports recipe in a function, while recipe "
     "reaches store through the data registry (data.base) and metrics.inception, which use store's atomic writes "
     "and cache folder",

@@ -37,12 +37,32 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One dataset's registry entry: what it is, its splits and sample shape, and how to load a split."""
+
     name: str
     kind: str  # "image" | "points"
     description: str  # one line for --help and error messages
     load: Callable[[DataConfig], Dataset]
     shape: Callable[[DataConfig], tuple[int, ...]]  # per-sample shape after resizing, without reading any file
     splits: tuple[str, ...]
+    label: str = ""
+    # The split the papers train on and compute reference statistics of (FID against it); "" for sets no paper uses.
+    paper_split: str = ""
+
+    def summary(self) -> dict[str, str]:
+        try:
+            shape = "x".join(str(n) for n in self.shape(DataConfig(name=self.name, split=self.splits[0])))
+        except RecipeError:  # a set without a native size (an image folder) takes data.size
+            shape = "data.size"
+        return {
+            "name": self.name,
+            "label": self.label,
+            "kind": self.kind,
+            "splits": ", ".join(self.splits),
+            "paper split": self.paper_split,
+            "shape": shape,
+            "description": self.description,
+        }
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "data.name")

@@ -118,6 +118,8 @@ def _cifar_loader(name: str, title: str, plain: type, on_disk: type) -> DatasetS
         load=load,
         shape=square_shape(32),
         splits=("train", "test"),
+        label=title,
+        paper_split="train",
     )
 
 

@@ -160,5 +160,7 @@ CIFAR10_JPEG = register(
         load=load,
         shape=square_shape(SIDE),
         splits=SPLITS,
+        label="CIFAR-10 JPEG q75",
+        paper_split="train",  # a stand-in for CIFAR-10, compared as the papers compare CIFAR-10
     )
 )

@@ -89,5 +89,7 @@ FOLDER = register(
         load=load,
         shape=shape,
         splits=SPLITS,
+        label="image folder",
+        paper_split="all",  # CelebA-HQ and LSUN as files: the papers use every image
     )
 )

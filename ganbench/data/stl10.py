@@ -61,5 +61,7 @@ STL10 = register(
         load=load,
         shape=square_shape(PAPER_SIZE),
         splits=tuple(SPLIT_FILES),
+        label="STL-10",
+        paper_split="unlabeled",
     )
 )

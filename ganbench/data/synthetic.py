@@ -110,6 +110,7 @@ RING8 = register(
         load=lambda cfg: mixture("ring8", ring8_modes(), cfg),
         shape=_points,
         splits=SPLITS,
+        label="ring of 8 Gaussians",
     )
 )
 GRID25 = register(
@@ -120,6 +121,7 @@ GRID25 = register(
         load=lambda cfg: mixture("grid25", grid25_modes(), cfg),
         shape=_points,
         splits=SPLITS,
+        label="grid of 25 Gaussians",
     )
 )
 SHAPES = register(
@@ -130,5 +132,6 @@ SHAPES = register(
         load=shapes,
         shape=lambda cfg: (3, cfg.size or SHAPES_SIZE, cfg.size or SHAPES_SIZE),
         splits=SPLITS,
+        label="shapes",
     )
 )

@@ -1,6 +1,13 @@
-"""What a Lipschitz method is to the trainer: rewrite D once, turn raw outputs into logits, maybe add a penalty."""
+"""What a Lipschitz method is to the trainer: rewrite D once, turn raw outputs into logits, maybe add a penalty.
+
+A method is one class, and the class is its registry entry: besides the three hooks it declares its label, the name
+the papers' tables give it, the tag of its paper recipe files (recipes/<data>_<net>_<tag>.toml), a description, and
+the loss family it is defined with.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -12,7 +19,16 @@ from ganbench.registry import Registry
 class Method:
     """The plain GAN: D's raw output is the logit, no penalty."""
 
-    name = "none"
+    name: ClassVar[str] = "none"
+    label: ClassVar[str] = "GAN"  # in lists and plots
+    paper: ClassVar[str] = "GAN (no constraint)"  # as the papers' tables name it
+    tag: ClassVar[str] = "none"  # in paper recipe file names, which spell methods without dashes
+    description: ClassVar[str] = "no Lipschitz constraint: D's raw output is the logit"
+    # The loss family (a loss entry's `family`) the method is defined with, and the loss of that family a controlled
+    # comparison switches to; "" = any loss. With `loss_enforced`, a recipe naming a loss of another family is refused.
+    loss_family: ClassVar[str] = ""
+    default_loss: ClassVar[str] = ""
+    loss_enforced: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig) -> None:
         self.cfg = cfg
@@ -25,6 +41,18 @@ class Method:
 
     def penalty(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
         return None
+
+    @classmethod
+    def summary(cls) -> dict[str, str]:
+        loss = cls.loss_family and f"{cls.loss_family} ({'required' if cls.loss_enforced else cls.default_loss})"
+        return {
+            "name": cls.name,
+            "label": cls.label,
+            "paper": cls.paper,
+            "recipe tag": cls.tag,
+            "loss family": loss or "any",
+            "description": cls.description,
+        }
 
 
 METHODS: Registry[type[Method]] = Registry("method", "method.name")

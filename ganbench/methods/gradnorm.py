@@ -33,6 +33,10 @@ def piecewise_gradient_normalize(d: nn.Module, x: torch.Tensor, k: float, eps: f
 
 class GradientNormalization(Method):
     name = "gn"
+    label = "GN"
+    paper = "GN-GAN"
+    tag = "gn"
+    description = "gradient normalization: f / (|grad f| + |f|)"
 
     def logits(self, d: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return gradient_normalize(d, x)
@@ -40,6 +44,10 @@ class GradientNormalization(Method):
 
 class PenaltyGradientNormalization(Method):
     name = "pgn"
+    label = "PGN"
+    paper = "PGN-GAN"
+    tag = "pgn"
+    description = "penalty gradient normalization: (1 - f) / (|1 - grad f| + |1 - f|)"
 
     def logits(self, d: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return penalty_gradient_normalize(d, x)
@@ -47,6 +55,10 @@ class PenaltyGradientNormalization(Method):
 
 class PiecewiseGradientNormalization(Method):
     name = "gran"
+    label = "GraN"
+    paper = "GraN-GAN"
+    tag = "gran"
+    description = "piecewise gradient normalization: K f |g| / (|g|^2 + eps) or K f / (|g| + eps)"
 
     def logits(self, d: nn.Module, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg

@@ -30,6 +30,12 @@ def max_gradient_penalty(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -
 
 class WganGp(Method):
     name = "wgan-gp"
+    label = "WGAN-GP"
+    paper = "WGAN-GP"
+    tag = "wgangp"
+    description = "gradient penalty lambda E[(|grad D| - 1)^2] on real-fake interpolates"
+    loss_family = "Wasserstein"
+    default_loss = "wasserstein"
 
     def penalty(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return self.cfg.gp_lambda * gradient_penalty(d, real, fake)
@@ -37,6 +43,13 @@ class WganGp(Method):
 
 class Lgan(Method):
     name = "lgan"
+    label = "LGAN"
+    paper = "LGAN max-GP"
+    tag = "lgan"
+    description = "LGAN's max gradient penalty lambda (max |grad D|)^2 on real-fake interpolates"
+    loss_family = "LGAN"
+    default_loss = "lgan-exp"  # the LGAN code's default objective (sGAN_type exp)
+    loss_enforced = True
 
     def penalty(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return self.cfg.lgan_lambda * max_gradient_penalty(d, real, fake)

@@ -67,6 +67,10 @@ def spectral_norm(layer: nn.Module, n_power_iterations: int = 1, eps: float = 1e
 
 class SpectralNorm(Method):
     name = "sn"
+    label = "SN"
+    paper = "SN-GAN"
+    tag = "sn"
+    description = "spectral normalization: every conv/linear weight of D divided by its top singular value"
 
     def prepare(self, d: nn.Module) -> nn.Module:
         # One power iteration per training-mode forward, as the SN-GAN code; eval mode reuses the last estimate.

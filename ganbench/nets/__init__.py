@@ -15,13 +15,9 @@ from torch import nn
 from ganbench.config import ModelConfig
 from ganbench.errors import RecipeError
 from ganbench.nets import cnn, mlp, resnet  # noqa: F401  (each registers its architectures)
-from ganbench.nets.base import NETS, NetSpec
+from ganbench.nets.base import NETS, NetSpec, shape_text
 
 __all__ = ["BN_MODES", "NETS", "NetSpec", "build_nets", "check_compatible", "sampling_mode"]
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "x".join(str(s) for s in shape) + (" images" if len(shape) == 3 else "-d points")
 
 
 def _family(name: str) -> str:
@@ -41,7 +37,7 @@ def check_compatible(model: ModelConfig, shape: tuple[int, ...]) -> None:
     if len(shape) == 3 and len(spec.shapes[0]) == 3:
         hint += f" or set data.size={spec.shapes[0][-1]}"
     raise RecipeError(
-        f"model.arch: {model.arch} takes {_shape_text(spec.shapes[0])} but the data gives {_shape_text(shape)}; {hint}"
+        f"model.arch: {model.arch} takes {shape_text(spec.shapes[0])} but the data gives {shape_text(shape)}; {hint}"
     )
 
 

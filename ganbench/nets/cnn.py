@@ -83,5 +83,17 @@ def _builder(m: int) -> Builder:
     return build
 
 
-NETS.add("cnn32", NetSpec("cnn32", "standard CNN for 32 px images", ((3, 32, 32),), _builder(4)))
-NETS.add("cnn48", NetSpec("cnn48", "standard CNN for 48 px images", ((3, 48, 48),), _builder(6)))
+def _spec(side: int, m: int) -> NetSpec:
+    return NetSpec(
+        f"cnn{side}",
+        f"the SN-GAN/GN-GAN standard CNN for {side} px images",
+        ((3, side, side),),
+        _builder(m),
+        label=f"CNN {side}",
+        family="cnn",
+        paper="Standard CNN",
+    )
+
+
+NETS.add("cnn32", _spec(32, 4))
+NETS.add("cnn48", _spec(48, 6))

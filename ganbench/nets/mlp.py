@@ -24,4 +24,4 @@ def build(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Mod
     return generator, discriminator
 
 
-NETS.add("mlp", NetSpec("mlp", "3 hidden ReLU layers for 2-D sets", ((2,),), build))
+NETS.add("mlp", NetSpec("mlp", "3 hidden ReLU layers for 2-D sets", ((2,),), build, label="MLP", family="mlp"))

@@ -146,9 +146,39 @@ def build48_sngan(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module
     return _generator48(model), _discriminator48(model, [d, d * 2, d * 4, d * 8, d * 16])
 
 
-NETS.add("resnet32", NetSpec("resnet32", "GN-GAN/SN-GAN ResNet for 32 px images", ((3, 32, 32),), build32))
-NETS.add("resnet48", NetSpec("resnet48", "GN-GAN ResNet for 48 px images (D to 512)", ((3, 48, 48),), build48))
+NETS.add(
+    "resnet32",
+    NetSpec(
+        "resnet32",
+        "GN-GAN/SN-GAN ResNet for 32 px images",
+        ((3, 32, 32),),
+        build32,
+        label="ResNet 32",
+        family="resnet",
+        paper="ResNet",
+    ),
+)
+NETS.add(
+    "resnet48",
+    NetSpec(
+        "resnet48",
+        "GN-GAN ResNet for 48 px images (D to 512)",
+        ((3, 48, 48),),
+        build48,
+        label="ResNet 48",
+        family="resnet",
+        paper="ResNet",
+    ),
+)
 NETS.add(
     "resnet48-sngan",
-    NetSpec("resnet48-sngan", "SN-GAN paper's STL-10 ResNet (D to 1024)", ((3, 48, 48),), build48_sngan),
+    NetSpec(
+        "resnet48-sngan",
+        "SN-GAN paper's STL-10 ResNet (D to 1024)",
+        ((3, 48, 48),),
+        build48_sngan,
+        label="ResNet 48 (SN-GAN)",
+        family="resnet",
+        paper="ResNet",
+    ),
 )
