@@ -1,11 +1,14 @@
-"""Shared fixtures: tiny recipes that train in a second on the CPU."""
+"""Shared fixtures: tiny recipes that train in a second on the CPU, one thread, an isolated cache, the shared data."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from ganbench.data.cifar_jpeg import SHARED_DATA_ENV
 
 TINY_RECIPE = """
 name = "tiny"
@@ -36,6 +39,20 @@ log_every = 5
 sample_every = 0
 checkpoint_every = 10
 """
+
+
+# SHARED_DATA_ENV names a folder of real data files that several checkouts share (the CIFAR-10 JPEG archive);
+# .ci/run sets it when the checkout has one beside it. Tests that need a file from it skip without it, saying so.
+
+
+def shared_data_file(name: str) -> Path:
+    """The file `name` of $GANBENCH_SHARED_DATA; skips the calling test, naming the variable, when it is not there."""
+    folder = os.environ.get(SHARED_DATA_ENV, "")
+    path = Path(folder).expanduser() / name
+    if not folder or not path.is_file():
+        where = f"not in ${SHARED_DATA_ENV}={folder}" if folder else f"${SHARED_DATA_ENV} is not set"
+        pytest.skip(f"needs the real {name}: {where}; set {SHARED_DATA_ENV} to the folder holding it")
+    return path
 
 
 @pytest.fixture(autouse=True)

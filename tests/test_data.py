@@ -19,8 +19,7 @@ from ganbench.data import DATASETS, Dataset, cifar_jpeg, load_dataset, output_sh
 from ganbench.data.base import content_hash
 from ganbench.errors import DataError, RecipeError
 from ganbench.recipe import DataConfig
-
-REPO_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / cifar_jpeg.ARCHIVE
+from tests.conftest import shared_data_file
 
 
 def load(cfg: DataConfig) -> Dataset:
@@ -299,20 +298,25 @@ def test_cifar10_jpeg_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(cifar_jpeg.ENV_VAR, str(elsewhere))
     assert cifar_jpeg.find_archive("data") == elsewhere
     monkeypatch.delenv(cifar_jpeg.ENV_VAR)
-    shared = tmp_path / "shared" / "data"  # ../shared/data seen from the checkout below
+    shared = tmp_path / "shared" / "data"  # a data folder beside the checkout below
     shared.mkdir(parents=True)
     (tmp_path / "checkout").mkdir()
     (shared / cifar_jpeg.ARCHIVE).write_bytes(elsewhere.read_bytes())
     monkeypatch.chdir(tmp_path / "checkout")
-    assert cifar_jpeg.find_archive("data").resolve() == (shared / cifar_jpeg.ARCHIVE).resolve()
+    monkeypatch.delenv(cifar_jpeg.SHARED_DATA_ENV, raising=False)
+    with pytest.raises(DataError, match="GANBENCH_SHARED_DATA to its folder"):  # never found by a relative path
+        cifar_jpeg.find_archive("data")
+    monkeypatch.setenv(cifar_jpeg.SHARED_DATA_ENV, str(shared))
+    assert cifar_jpeg.find_archive("data") == shared / cifar_jpeg.ARCHIVE
     assert len(load(DataConfig(name="cifar10-jpeg", split="test"))) == 10
 
 
 def test_cifar10_jpeg_missing_and_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(cifar_jpeg.ENV_VAR, raising=False)
+    monkeypatch.delenv(cifar_jpeg.SHARED_DATA_ENV, raising=False)
     archive = tmp_path / cifar_jpeg.ARCHIVE
-    with pytest.raises(DataError, match=rf"no {cifar_jpeg.ARCHIVE} found \(looked at {archive}, "):
+    with pytest.raises(DataError, match=rf"no {cifar_jpeg.ARCHIVE} found \(looked at {archive}\); "):
         load(DataConfig(name="cifar10-jpeg", root=str(tmp_path)))
     archive.write_bytes(b"broken")
     with pytest.raises(DataError, match="is not a readable tar archive"):
@@ -342,9 +346,8 @@ def test_cifar10_jpeg_layout_checks(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # decodes 10000 JPEGs
-@pytest.mark.skipif(not REPO_ARCHIVE.is_file(), reason="the CIFAR-10 JPEG copy is not at ../shared/data")
 def test_real_cifar10_jpeg_test_split_decodes_to_the_published_hash() -> None:
-    images, labels = cifar_jpeg.decode_archive(REPO_ARCHIVE, "test")
+    images, labels = cifar_jpeg.decode_archive(shared_data_file(cifar_jpeg.ARCHIVE), "test")
     assert images.shape == (10000, 32, 32, 3) and images.dtype == np.uint8
     assert np.bincount(labels).tolist() == [1000] * 10 and (np.diff(labels) >= 0).all()
     digest = hashlib.sha256(images.tobytes()).hexdigest()  # the raw NHWC bytes, as the data notes hash them

@@ -32,6 +32,7 @@ from ganbench.errors import DataError
 
 ARCHIVE = "cifar10-jpeg-q75.tar.xz"
 ENV_VAR = "GANBENCH_CIFAR10_JPEG"
+SHARED_DATA_ENV = "GANBENCH_SHARED_DATA"  # a folder of data files; unset: no shared folder is looked at
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 SIDE = 32
@@ -43,13 +44,14 @@ BROKEN_IMAGE = (OSError, SyntaxError, ValueError)  # PIL's UnidentifiedImageErro
 
 
 def archive_candidates(root: str) -> list[Path]:
-    """Where the archive may be, in order: data.root (the file or its folder), $GANBENCH_CIFAR10_JPEG, and
-    ../shared/data/ from the working directory (where a checkout beside the shared data folder finds it)."""
+    """Where the archive may be, in order: data.root (the file or its folder), $GANBENCH_CIFAR10_JPEG (the file),
+    and $GANBENCH_SHARED_DATA (a data folder shared between checkouts, which CI sets when it has one)."""
     given = Path(os.path.expanduser(root))
     candidates = [given] if given.is_file() else [given / ARCHIVE]
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.path.expanduser(os.environ[ENV_VAR])))
-    candidates.append(Path("..") / "shared" / "data" / ARCHIVE)
+    if os.environ.get(SHARED_DATA_ENV):
+        candidates.append(Path(os.path.expanduser(os.environ[SHARED_DATA_ENV])) / ARCHIVE)
     return candidates
 
 
@@ -60,7 +62,7 @@ def find_archive(root: str) -> Path:
             return path
     raise DataError(
         f"cifar10-jpeg: no {ARCHIVE} found (looked at {', '.join(map(str, candidates))}); set data.root to the "
-        f"archive or its folder, or ${ENV_VAR} to the archive's path"
+        f"archive or its folder, ${ENV_VAR} to the archive's path or ${SHARED_DATA_ENV} to its folder"
     )
 
 
