@@ -39,7 +39,7 @@ from ganbench.metrics.refstats import RefStats, load_npz, reference_statistics
 from ganbench.metrics.twod import mode_quality
 from ganbench.nets import BN_MODES, sampling_mode
 from ganbench.progress import NullProgress, Progress
-from ganbench.store import IN_TRAINING, RunDir
+from ganbench.store import IN_TRAINING, METRIC_COLUMNS, RunDir
 
 SAMPLE_SEED = 2**31 - 1  # latent codes have their own seed: scores do not depend on the training RNG state
 
@@ -316,7 +316,8 @@ class Evaluation:
         for family in families:
             protocol = self.protocol(generator_kind, family)
             for name in ROW_NAMES[family]:
-                rows.append({**record, "metric": name, "value": float(values[name]), **protocol})
+                row = {**record, "metric": name, "value": float(values[name]), **protocol}
+                rows.append({column: row[column] for column in METRIC_COLUMNS})  # the declared columns, in order
         return rows
 
 

@@ -31,7 +31,7 @@ from ganbench.metrics.refstats import RefStats, reference_statistics, save_npz
 from ganbench.metrics.twod import mode_quality
 from ganbench.nets import build_nets
 from ganbench.recipe import DataConfig, EvalConfig, ModelConfig, Recipe, TrainConfig
-from ganbench.store import RunDir
+from ganbench.store import METRIC_COLUMNS, RunDir
 from ganbench.train import checkpoint
 from tests.test_metrics_inception import no_downloads, save_tiny_trunk  # noqa: F401  (autouse fixture)
 
@@ -166,6 +166,7 @@ def test_training_evaluator_scores_raw_and_ema(tmp_path: Path) -> None:
     by_kind = {r["generator"]: r for r in rows if r["metric"] == "hq_percent"}
     assert by_kind["raw"]["value"] == by_kind["ema"]["value"]  # the same network and the same latent codes
     assert by_kind["raw"]["fingerprint"] != by_kind["ema"]["fingerprint"]  # the generator kind is protocol
+    assert all(list(row) == list(METRIC_COLUMNS) for row in rows)  # the run-directory contract's columns
 
 
 # images, with the tiny TorchScript trunk

@@ -16,7 +16,7 @@ from torch import nn
 
 from ganbench.data import to_model_range
 from ganbench.errors import Diverged
-from ganbench.store import LOSS_COLUMNS, RunDir
+from ganbench.store import HISTORY_COLUMNS, LOSS_COLUMNS, RunDir
 from ganbench.train.samples import generate
 
 
@@ -118,6 +118,7 @@ class History:
                     f"{self.run.root}: a loss became NaN or infinite by step {row['step']}; the last good checkpoint "
                     "is kept in checkpoints/ (lower the learning rate or change the method)"
                 )
+            row = {name: row[name] for name in HISTORY_COLUMNS}  # the declared columns, in order
             self.rows.append(row)
             taken.append(row)
         return taken
