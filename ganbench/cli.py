@@ -6,7 +6,7 @@ import errno
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -180,7 +180,7 @@ def _training_evaluator() -> Callable[..., Any]:
     return TrainingEvaluator
 
 
-def _print_run_summary(run: Any, info: dict[str, Any]) -> None:
+def _print_run_summary(run: Any, info: Mapping[str, Any]) -> None:
     table = Table(title=f"{info.get('name')} — {info.get('status')} at step {info.get('step')}")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -524,7 +524,7 @@ def root(
 
 
 # typer raises click's usage errors (its own vendored copy in recent releases): found through its public class
-_UsageError = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+_UsageError: type[Exception] = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
@@ -543,7 +543,8 @@ def main() -> None:
             console.print(ctx.get_help())
             sys.exit(0)
         command = ctx.command_path if ctx is not None else "ganbench"
-        _say("error", "red", f"{err.format_message()} (see {command} --help)")
+        message = err.format_message() if hasattr(err, "format_message") else str(err)  # click's UsageError has it
+        _say("error", "red", f"{message} (see {command} --help)")
         sys.exit(2)
     except typer.Abort:
         errors.print("interrupted")

@@ -197,7 +197,7 @@ def _build(cls: type, tree: dict[str, Any], prefix: str) -> Any:
                 raise RecipeError(
                     f"{dotted}: is a table of keys, got {_show(value)}; set its keys instead, e.g. {dotted}.{some}"
                 )
-            kwargs[key] = _build(tp, value, f"{dotted}.")
+            kwargs[key] = _build(typing.cast(type, tp), value, f"{dotted}.")
         else:
             kwargs[key] = _coerce(dotted, value, tp)
             _check_range(dotted, kwargs[key], known[key].metadata)

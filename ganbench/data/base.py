@@ -89,7 +89,7 @@ def content_hash(tensor: torch.Tensor) -> str:
     """First 16 hex digits of sha256(str(shape) + the tensor's bytes in C order)."""
     digest = hashlib.sha256(str(tuple(tensor.shape)).encode())
     flat = tensor.detach().cpu().contiguous().reshape(-1).numpy()
-    digest.update(flat.view(np.uint8))  # hashed in place: no bytes() copy of a multi-gigabyte set
+    digest.update(flat.view(np.uint8).data)  # hashed in place: no bytes() copy of a multi-gigabyte set
     return digest.hexdigest()[:16]
 
 

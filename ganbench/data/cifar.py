@@ -27,7 +27,7 @@ from ganbench.errors import DataError
 UNREADABLE = (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError)
 
 
-def split_files(cls: type, train: bool) -> list[str]:
+def split_files(cls: type[tv.CIFAR10], train: bool) -> list[str]:
     """The files one split of a torchvision CIFAR class reads: its batches and the meta file."""
     return [name for name, _ in (cls.train_list if train else cls.test_list)] + [cls.meta["filename"]]
 
@@ -73,7 +73,13 @@ def missing_message(name: str, title: str, root: str, folder: Path, files: list[
 
 
 def open_torchvision(
-    name: str, title: str, plain: type, on_disk: type, files: list[str], cfg: DataConfig, **kwargs: Any
+    name: str,
+    title: str,
+    plain: type[tv.VisionDataset],
+    on_disk: type[tv.VisionDataset],
+    files: list[str],
+    cfg: DataConfig,
+    **kwargs: Any,
 ) -> Any:
     """Construct torchvision's dataset class, turning its errors about missing or damaged files into DataErrors."""
     folder = Path(os.path.expanduser(cfg.root)) / plain.base_folder
@@ -103,7 +109,7 @@ def open_torchvision(
         raise DataError(f"{name}: cannot read the {title} files in {folder} ({err}); check their permissions") from None
 
 
-def _cifar_loader(name: str, title: str, plain: type, on_disk: type) -> DatasetSpec:
+def _cifar_loader(name: str, title: str, plain: type[tv.CIFAR10], on_disk: type[tv.CIFAR10]) -> DatasetSpec:
     def load(cfg: DataConfig) -> Dataset:
         train = cfg.split == "train"
         found = open_torchvision(name, title, plain, on_disk, split_files(plain, train), cfg, train=train)

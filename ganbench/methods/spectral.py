@@ -8,6 +8,8 @@ the parametrization is written here, with the same state-dict layout (`parametri
 
 from __future__ import annotations
 
+import typing
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +24,9 @@ INITIAL_ITERATIONS = 15  # power iterations at registration, so σ is already cl
 class SpectralNormalization(nn.Module):
     """W ↦ W / σ(W); in training mode one power iteration per forward (updating u and v in place), in eval mode the
     stored u and v as they are. `dim` is the output dimension (1 for transposed convolutions)."""
+
+    _u: torch.Tensor  # buffers, registered in __init__ (declared for the type checker)
+    _v: torch.Tensor
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12) -> None:
         super().__init__()
@@ -59,9 +64,8 @@ class SpectralNormalization(nn.Module):
 def spectral_norm(layer: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:
     """Register SpectralNormalization on `layer.weight` (output dimension 1 for transposed convolutions)."""
     dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
-    parametrize.register_parametrization(
-        layer, "weight", SpectralNormalization(layer.weight, n_power_iterations, dim, eps)
-    )
+    weight = typing.cast(torch.Tensor, layer.weight)  # nn.Module's attribute lookup is typed Tensor | Module
+    parametrize.register_parametrization(layer, "weight", SpectralNormalization(weight, n_power_iterations, dim, eps))
     return layer
 
 

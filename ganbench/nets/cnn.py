@@ -70,7 +70,8 @@ def _normal_init(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(layer.weight, std=0.02)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:  # every layer here has one; the check is for the type checker
+                nn.init.zeros_(layer.bias)
 
 
 Builder = Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, nn.Module]]

@@ -24,7 +24,8 @@ def _kaiming(layer: L) -> L:
     # The official code calls kaiming_normal_ with torch's defaults: fan_in and gain √2 (a = 0), on every layer,
     # shortcuts and heads included.
     nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:  # every layer here has one; the check is for the type checker
+        nn.init.zeros_(layer.bias)
     return layer
 
 
