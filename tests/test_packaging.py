@@ -37,6 +37,14 @@ def test_the_checkout_recipes_folder_is_the_packaged_one() -> None:
     assert (REPO / "recipes").resolve() == PACKAGE / "recipes"
 
 
+def test_compare_looks_in_the_package_folder_first() -> None:
+    # what an installed ganbench has (no checkout around it): compare and the report find the paper recipes there
+    from ganbench import compare
+
+    assert compare.recipe_dirs()[0] == PACKAGE / "recipes"
+    assert (compare.recipe_dirs()[0] / "stl10_resnet_gn_cr.toml").is_file()
+
+
 def test_the_wheel_ships_every_recipe_and_py_typed(wheel_names: set[str]) -> None:
     shipped = {
         path.relative_to(REPO).as_posix()
