@@ -23,9 +23,8 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -33,6 +32,7 @@ import pandas as pd
 
 from ganbench import SCHEMA_VERSION, __version__
 from ganbench.errors import RunDirError
+from ganbench.files import atomic_write, atomic_write_text
 
 STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
 
@@ -120,51 +120,6 @@ METRIC_COLUMNS = (
     "fingerprint",
 )
 _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
-
-
-def cache_dir() -> Path:
-    """The user cache folder for decoded data and reference statistics (never inside site-packages)."""
-    if os.environ.get("GANBENCH_CACHE"):
-        return Path(os.environ["GANBENCH_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganbench"
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through `write(tmp)` into a temp file beside `path`, fsync it, then rename it over `path`.
-
-    The old file stays whole until the new one is complete, so a crash leaves one or the other, never half.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes it 0600: give it the mode a plain open() would
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it: done once, at import, before any thread starts
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -255,7 +210,7 @@ class RunDir:
     # recipe and run.json
 
     def read_recipe(self) -> Any:
-        from ganbench import recipe  # the recipe module imports the registries; keep store importable alone
+        from ganbench import recipe  # loads torch through the registries: only readers of the recipe pay for it
 
         if not self.recipe_path.is_file():
             raise RunDirError(f"{self.recipe_path}: missing; this run directory is incomplete")

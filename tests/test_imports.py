@@ -13,18 +13,8 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "ganbench"
 LAZY_IMPORTERS = {"cli", "__main__"}  # modules of the package, by their name inside it
-
-# Hidden circles that are known and owned by open work elsewhere; each case xfails strictly, so it fails the suite
-# the day the circle is gone and the entry must be deleted.
-KNOWN_HIDDEN = {
-    ("ganbench.store", "ganbench.recipe"): "store.RunDir.read_recipe imports recipe in a function, while recipe "
-    "reaches store through the data registry (data.base) and metrics.inception, which use store's atomic writes "
-    "and cache folder",
-}
 
 
 @dataclass
@@ -157,15 +147,8 @@ def test_no_module_level_import_cycle() -> None:
 
 
 def test_no_function_local_import_hides_a_cycle() -> None:
-    found = [item for item in GRAPH.hidden_cycles() if item[:2] not in KNOWN_HIDDEN]
+    found = GRAPH.hidden_cycles()
     assert not found, "function-local imports whose module imports the importer back:\n" + _show(found)
-
-
-@pytest.mark.parametrize(
-    "pair", [pytest.param(pair, marks=pytest.mark.xfail(strict=True, reason=why)) for pair, why in KNOWN_HIDDEN.items()]
-)
-def test_known_hidden_cycle_is_gone(pair: tuple[str, str]) -> None:
-    assert pair not in {item[:2] for item in GRAPH.hidden_cycles()}
 
 
 def test_config_is_a_leaf() -> None:

@@ -21,10 +21,11 @@ import pandas as pd
 import pytest
 import torch
 
+from ganbench import evaluation
 from ganbench import recipe as recipes
 from ganbench.errors import RecipeError
-from ganbench.metrics import evaluate, inception
-from ganbench.metrics.evaluate import TrainingEvaluator
+from ganbench.evaluation import TrainingEvaluator
+from ganbench.metrics import inception
 from ganbench.recipe import NON_SEMANTIC_KEYS, Recipe
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
@@ -374,14 +375,14 @@ def check_cuda_weights(runs: Runs, case: Case) -> None:
 
 def check_backend(runs: Runs, case: Case) -> None:
     built: list[str] = []
-    original = evaluate.build_extractor
+    original = evaluation.build_extractor
 
     def spy(backend: str, *args: Any, **kwargs: Any) -> Any:
         built.append(backend)
         return original(backend, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(evaluate, "build_extractor", spy)
+        patch.setattr(evaluation, "build_extractor", spy)
         runs.train(case.base, case.setup, fresh=True)
         runs.train(case.base, (*case.setup, *case.alt), fresh=True)
     assert built == ["torch-fidelity", "pytorch-fid"]

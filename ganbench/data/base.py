@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from ganbench.config import DataConfig
 from ganbench.errors import RecipeError
+from ganbench.files import atomic_write, cache_dir
 from ganbench.registry import Registry
-from ganbench.store import atomic_write, cache_dir
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbench.errors import MetricError
-from ganbench.store import atomic_write_text, cache_dir
+from ganbench.files import atomic_write_text, cache_dir
 
 WEIGHTS_ENV = "GANBENCH_INCEPTION_WEIGHTS"
 BACKENDS = ("torch-fidelity", "pytorch-fid")
