@@ -98,7 +98,9 @@ class Trainer(TrainingStep):
         evaluator = None
         if self.recipe.eval.every > 0 and self.evaluator_factory is not None:
             evaluator = self.evaluator_factory(self.recipe, self.run_dir, self.device)
-        with self.run_dir.lock("ganbench train"):
+        # the stop handler goes in before the lock, whose pid line tells `ganbench compare` and its tests that the
+        # trainer runs: a SIGTERM from then on is a graceful stop, never the default death with no record
+        with self._stop_at_step_end(), self.run_dir.lock("ganbench train"):
             existing = runinfo.check_run_dir(self.run_dir, self.recipe)  # again, now that no other writer can change it
             if existing is not None and existing.get("status") == "finished":
                 return existing
@@ -118,8 +120,7 @@ class Trainer(TrainingStep):
                 run.write_recipe(self.recipe)
             run.update_run(**runinfo.resumed_fields(self.recipe, self.device, existing, changed))
         try:
-            with self._stop_at_step_end():
-                self._loop(evaluator)
+            self._loop(evaluator)
         except KeyboardInterrupt:
             self._record_end(status="interrupted")
             raise
