@@ -370,9 +370,10 @@ def run_plan(
     if launcher == "slurm":
         done = _submit_slurm(todo, slurm_options or {})
     else:
-        if devices is None and todo and all(item.recipe.train.device == "cpu" for item in todo):
-            devices = [None]  # type: ignore[list-item]  # the CPU, asked for by every recipe
-        done = _run_local(todo, devices, progress or NullProgress(), jobs)
+        slots: list[str | None] | None = list(devices) if devices is not None else None
+        if slots is None and todo and all(item.recipe.train.device == "cpu" for item in todo):
+            slots = [None]  # the CPU, asked for by every recipe
+        done = _run_local(todo, slots, progress or NullProgress(), jobs)
     return [done.get(id(item), item) for item in planned]
 
 

@@ -219,7 +219,7 @@ def save_npz(path: str | Path, stats: RefStats) -> None:
 
     def write(tmp: Path) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub reads the first keyword as allow_pickle
         tmp.write_bytes(buffer.getvalue())
 
     atomic_write(Path(path), write)

@@ -787,24 +787,24 @@ def paper_tables(
     for block in layout.blocks:
         measured = [method for (b, method) in chosen if b == block]
         for key in _row_keys(layout, block, papers, measured):
-            group = chosen.get((block, key))
+            found = chosen.get((block, key))
             entries = []
             for column in columns:
                 dataset, metric = column.key.split("/")
                 paper = papers.get(dataset, block, key, PAPER_METRIC.get(metric, metric))
                 ours = None
-                if group is not None:
+                if found is not None:
                     mark = FULL_EVAL_MARK if group.protocol.selection_kind != IN_TRAINING else ""
                     ours = group.stat(column.key, mark)
                 elif block == "real" and dataset in real and metric in real[dataset][1]:
                     value = real[dataset][1][metric]
                     ours = Stat(value, None, 1, (), "", ())
                 entry = Entry(ours=ours, paper=paper, comparable=True if ours is not None else None)
-                if group is not None and ours is not None:
-                    entry.protocol_id = group.protocol.id
+                if found is not None and ours is not None:
+                    entry.protocol_id = found.protocol.id
                 elif ours is not None:
                     entry.protocol_id = real[dataset][0].id
-                if ours is not None and paper is not None and group is not None:
+                if ours is not None and paper is not None and found is not None:
                     entry.p_value = noise_test(ours, paper)
                 entries.append(entry)
             base, cr = split_key(key)
