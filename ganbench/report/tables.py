@@ -794,8 +794,8 @@ def paper_tables(
                 paper = papers.get(dataset, block, key, PAPER_METRIC.get(metric, metric))
                 ours = None
                 if found is not None:
-                    mark = FULL_EVAL_MARK if group.protocol.selection_kind != IN_TRAINING else ""
-                    ours = group.stat(column.key, mark)
+                    mark = FULL_EVAL_MARK if found.protocol.selection_kind != IN_TRAINING else ""
+                    ours = found.stat(column.key, mark)
                 elif block == "real" and dataset in real and metric in real[dataset][1]:
                     value = real[dataset][1][metric]
                     ours = Stat(value, None, 1, (), "", ())
