@@ -36,14 +36,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganbench.metrics.evaluate import SAMPLE_SEED, Evaluation, generate_images
+from ganbench.devices import resolve_device
+from ganbench.evaluation import SAMPLE_SEED, Evaluation, generate_images
 from ganbench.metrics.fid import feature_statistics, frechet_distance
 from ganbench.metrics.inception import Extractor, build_extractor
 from ganbench.metrics.refstats import RefStats, reference_statistics
 from ganbench.nets import sampling_mode
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
-from ganbench.train.loop import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import NOISE_IMAGES, load_recipe  # noqa: E402  (the folder's shared module)

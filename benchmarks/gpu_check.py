@@ -350,7 +350,7 @@ def stage_resume_run(sizes: Sizes, work: Path, cap: float, record: Record) -> No
     import torch
 
     from ganbench import recipe as recipes
-    from ganbench.metrics.evaluate import Evaluation
+    from ganbench.evaluation import Evaluation
     from ganbench.metrics.inception import build_extractor
     from ganbench.metrics.refstats import reference_statistics
     from ganbench.store import RunDir
@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     import torch  # noqa: F401
 
-    import ganbench.metrics.evaluate  # noqa: F401
+    import ganbench.evaluation  # noqa: F401
     import ganbench.train.loop  # noqa: F401
 
     only = [name.strip() for name in args.only.split(",") if name.strip()]

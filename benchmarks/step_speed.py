@@ -39,8 +39,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ganbench import data, losses, nets
 from ganbench import recipe as recipes
+from ganbench.devices import resolve_device
 from ganbench.store import RunDir
-from ganbench.train.loop import Trainer, resolve_device
+from ganbench.train.loop import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import NOISE_IMAGES, load_recipe  # noqa: E402  (the folder's shared module)

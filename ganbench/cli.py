@@ -175,7 +175,7 @@ def train(
 
 
 def _training_evaluator() -> Callable[..., Any]:
-    from ganbench.metrics.evaluate import TrainingEvaluator
+    from ganbench.evaluation import TrainingEvaluator
 
     return TrainingEvaluator
 
@@ -231,7 +231,7 @@ def evaluate(
     force: Annotated[bool, typer.Option(help="Recompute scores already present for the same protocol.")] = False,
 ) -> None:
     """Score checkpoints of a run; one row per (checkpoint, metric) is appended to metrics.parquet."""
-    from ganbench.metrics.evaluate import evaluate_run
+    from ganbench.evaluation import evaluate_run
     from ganbench.store import RunDir
 
     def work() -> None:
@@ -287,18 +287,19 @@ def stats(
 ) -> None:
     """Compute (or read from the cache) a dataset split's Inception reference statistics."""
     from ganbench.data import output_shape
-    from ganbench.errors import RecipeError
+    from ganbench.devices import resolve_device
+    from ganbench.errors import MetricError, RecipeError
     from ganbench.metrics.inception import build_extractor
     from ganbench.metrics.refstats import reference_statistics, save_npz
     from ganbench.recipe import DataConfig
-    from ganbench.train.loop import resolve_device
 
     def work() -> None:
         if size < 0:
             raise RecipeError(f"--size {size}: must be 0 (the dataset's own size) or a positive pixel count")
         cfg = DataConfig(name=dataset, root=root, split=split or "train", size=size)
         output_shape(cfg)  # an unknown dataset or split is refused before any weights are looked for
-        extractor = build_extractor(backend, inception_weights, resolve_device(device))
+        where = resolve_device(device, key="--device", error=MetricError)
+        extractor = build_extractor(backend, inception_weights, where)
         result = reference_statistics(cfg, extractor, split=split, batch_size=batch_size, progress=RichProgress("img"))
         table = Table(title=f"reference statistics: {result.dataset} {result.split}")
         table.add_column("field")

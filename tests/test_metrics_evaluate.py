@@ -16,16 +16,9 @@ from torchvision.utils import save_image
 
 from ganbench import data
 from ganbench.errors import MetricError
+from ganbench.evaluation import SAMPLE_SEED, TrainingEvaluator, evaluate_generator, evaluate_run, generate_images
 from ganbench.metrics import inception
-from ganbench.metrics.evaluate import (
-    SAMPLE_SEED,
-    MetricSettings,
-    TrainingEvaluator,
-    evaluate_generator,
-    evaluate_run,
-    generate_images,
-    quantize_images,
-)
+from ganbench.metrics.compute import MetricSettings, quantize_images
 from ganbench.metrics.inception import build_extractor
 from ganbench.metrics.refstats import RefStats, reference_statistics, save_npz
 from ganbench.metrics.twod import mode_quality

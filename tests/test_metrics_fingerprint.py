@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from ganbench.evaluation import Evaluation
 from ganbench.metrics import fingerprint, inception
-from ganbench.metrics.evaluate import Evaluation, MetricSettings
+from ganbench.metrics.compute import MetricSettings
 from ganbench.metrics.refstats import RefStats
 from ganbench.recipe import DataConfig, EvalConfig, ModelConfig, Recipe
 from tests.test_metrics_settings import Blank, PresetFeatures

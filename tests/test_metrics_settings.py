@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ganbench.errors import MetricError
+from ganbench.evaluation import evaluate_generator
 from ganbench.metrics import inception
-from ganbench.metrics.evaluate import MetricSettings, evaluate_generator
+from ganbench.metrics.compute import MetricSettings
 from ganbench.metrics.inception import Extractor
 from ganbench.metrics.refstats import RefStats
 from ganbench.recipe import DataConfig, EvalConfig, ModelConfig, Recipe, TrainConfig

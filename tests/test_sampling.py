@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganbench.metrics.evaluate import generate_images
+from ganbench.evaluation import generate_images
 from ganbench.nets import sampling_mode
 from ganbench.train.ema import update_ema
 

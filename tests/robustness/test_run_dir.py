@@ -23,7 +23,7 @@ import torch
 
 from ganbench import recipe as recipes
 from ganbench.errors import RunDirError
-from ganbench.metrics.evaluate import TrainingEvaluator
+from ganbench.evaluation import TrainingEvaluator
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
 from ganbench.train.loop import Trainer
