@@ -2,8 +2,9 @@
 
 Which evaluation a run reports, as the papers do: the in-training evaluation with the best FID (lowest) of the
 selected generator (eval.select; the raw G when a run has no EMA), every other metric taken at that same
-evaluation. Runs without FID pick their evaluation by the training loop's rule for 2-D sets (most modes
-covered, then most high-quality samples), else the highest IS, else the last evaluation. A later evaluation of
+evaluation. Runs without FID pick their evaluation by the same rule as best.pt (ganbench.selection: most modes
+covered, then most high-quality samples for 2-D sets, else the highest IS, else the last evaluation). A later
+evaluation of
 that same checkpoint (`ganbench eval RUN --checkpoint best`, or the step-N.pt of the chosen step) is a
 measurement of its own, one per evaluation protocol; the tables prefer it to the in-training one (see
 `Measurement.rank`).
@@ -23,6 +24,7 @@ import pandas as pd
 
 from ganbench.errors import GanbenchError
 from ganbench.recipe import NON_SEMANTIC_KEYS
+from ganbench.selection import select_best
 from ganbench.store import RunDir, find_runs
 
 # Columns of metrics.parquet that say what was measured and when, not how: every other column of a row is
@@ -316,26 +318,9 @@ def _measurement(
 
 
 def select_step(rows: pd.DataFrame) -> tuple[int | None, str]:
-    """The step whose evaluation a run reports, and the rule that chose it (see the module docstring)."""
-    if rows.empty:
-        return None, ""
-
-    def per_step(metric: str) -> pd.Series:
-        chosen = rows[rows["metric"] == metric]
-        return chosen.groupby("step")["value"].last()
-
-    fid = per_step("fid")
-    if not fid.empty:
-        return int(fid.idxmin()), "best FID"
-    modes = per_step("modes_covered")
-    if not modes.empty:
-        hq = per_step("hq_percent").reindex(modes.index).fillna(-math.inf)
-        order = sorted(modes.index, key=lambda s: (-modes[s], -hq[s], s))
-        return int(order[0]), "most modes covered, then highest % HQ"
-    inception = per_step("is_mean")
-    if not inception.empty:
-        return int(inception.idxmax()), "best IS"
-    return int(rows["step"].max()), "last evaluation"
+    """The step whose evaluation a run reports, and the rule that chose it: the rule that picks best.pt."""
+    choice = select_best(rows.to_dict("records"))
+    return (None, "") if choice is None else (choice.step, choice.rule)
 
 
 def latest_sample(run: RunDir) -> tuple[Path | None, int | None]:
