@@ -4,9 +4,8 @@ Which evaluation a run reports, as the papers do: the in-training evaluation wit
 selected generator (eval.select; the raw G when a run has no EMA), every other metric taken at that same
 evaluation. Runs without FID pick their evaluation by the same rule as best.pt (ganbench.selection: most modes
 covered, then most high-quality samples for 2-D sets, else the highest IS, else the last evaluation). A later
-evaluation of
-that same checkpoint (`ganbench eval RUN --checkpoint best`, or the step-N.pt of the chosen step) is a
-measurement of its own, one per evaluation protocol; the tables prefer it to the in-training one (see
+evaluation of that same checkpoint (`ganbench eval RUN --checkpoint best`, or the step-N.pt of the chosen step) is
+a measurement of its own, one per evaluation protocol; the tables prefer it to the in-training one (see
 `Measurement.rank`).
 """
 
