@@ -321,6 +321,31 @@ def stats(
     _guarded(work)
 
 
+PACK_FORMATS = ("celebahq",)
+
+
+@app.command()
+def pack(
+    dataset: Annotated[str, typer.Argument(help="What to pack: celebahq (the GN-GAN code's LMDB layout).")],
+    folder: Annotated[Path, typer.Argument(help="The folder holding the images (1.jpg ... 30000.jpg).")],
+    out: Annotated[Path, typer.Argument(help="The LMDB folder to create (it must not exist yet).")],
+    size: Annotated[
+        int, typer.Option(help="Resize to this many pixels and store PNGs; 0 stores each file's bytes as they are.")
+    ] = 0,
+) -> None:
+    """Pack an image folder into an LMDB (keys 0 ... N-1 in file-number order), as the celebahq datasets read."""
+    from ganbench.data.celebahq import pack_lmdb
+
+    def work() -> None:
+        if dataset not in PACK_FORMATS:
+            raise GanbenchError(f"pack {dataset!r}: not a format ganbench packs; choose {', '.join(PACK_FORMATS)}")
+        packed = pack_lmdb(folder, out, size, progress=RichProgress("img"))
+        size_text = f"{packed.images:,} images, {packed.bytes / 2**20:,.1f} MiB"
+        console.print(f"written: {packed.path} ({size_text})", soft_wrap=True)
+
+    _guarded(work)
+
+
 @app.command()
 def compare(
     methods: Annotated[str, typer.Option(help="Comma list of methods, e.g. sn,gn,pgn,gran.")],

@@ -59,11 +59,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "mlp"  # a net registry name: cnn32, cnn48, resnet32, resnet48, mlp
+    arch: str = "mlp"  # a net registry name: cnn32, cnn48, resnet32, resnet48, biggan32, mlp
     z_dim: int = _range(1, 4096, default=128)
     g_channels: int = _range(0, 4096, default=0)  # 0 = the architecture's paper width
     d_channels: int = _range(0, 4096, default=0)
     d_pool: str = _choice("mean", "sum", default="mean")  # ResNet D global pooling: mean as the GN-GAN code
+    # class-conditional nets (biggan32): the data's number of classes; 0 = unconditional (every other net)
+    num_classes: int = _range(0, 100_000, default=0)
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Recipe:
         tree = self.to_dict()
         for section, key in NON_SEMANTIC_KEYS:
             tree[section].pop(key, None)
+        omit_later_defaults(tree)
         canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -173,3 +176,15 @@ NON_SEMANTIC_KEYS = (
     ("eval", "inception_weights"),
     ("eval", "batch_size"),
 )
+
+
+# Keys added after runs of earlier versions existed, at the default that computes what those runs computed: left out
+# of both hashes while at that default, so such a run directory still resumes under this version.
+LATER_KEYS_AT_DEFAULT = (("model", "num_classes", 0),)
+
+
+def omit_later_defaults(tree: dict[str, Any]) -> None:
+    """Drop from a recipe tree (Recipe.to_dict()) the LATER_KEYS_AT_DEFAULT that hold their default."""
+    for section, key, default in LATER_KEYS_AT_DEFAULT:
+        if section in tree and tree[section].get(key, default) == default:
+            tree[section].pop(key, None)

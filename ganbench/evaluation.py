@@ -53,8 +53,13 @@ def generate_images(
     seed: int = SAMPLE_SEED,
     quantize: bool = True,
     bn_mode: str = "running",
+    num_classes: int = 0,
 ) -> Iterator[torch.Tensor]:
     """`n` samples of G (no grad), z ~ N(0, I) from `seed`, in batches, on `device`.
+
+    A class-conditional G (`num_classes` > 0) samples G(z, y) with labels y uniform over the classes, as the official
+    code labels its IS/FID samples; the labels are drawn from the same seeded generator after all the codes, so the
+    codes are those of an unconditional G of the same seed.
 
     BatchNorm as `bn_mode` says (nets.sampling_mode). With "running" (eval mode) a sample does not depend on its
     batch. With "batch" (train mode, the official code's way) it does: every batch is full, `batch_size` codes (the
@@ -69,32 +74,34 @@ def generate_images(
     z_all = torch.randn(n, z_dim, generator=codes)
     if bn_mode == "batch" and n % batch_size:  # codes that only fill the last batch, drawn after the n kept ones
         z_all = torch.cat([z_all, torch.randn(batch_size - n % batch_size, z_dim, generator=codes)])
+    y_all = torch.randint(num_classes, (len(z_all),), generator=codes).to(device) if num_classes else None
     z_all = z_all.to(device)
 
-    def make(z: torch.Tensor, keep: int) -> torch.Tensor:
-        out = generator(z)[:keep]
+    def make(z: torch.Tensor, y: torch.Tensor | None, keep: int) -> torch.Tensor:
+        out = (generator(z) if y is None else generator(z, y))[:keep]
         if out.ndim == 4:
             out = quantize_images(out) if quantize else (out.clamp(-1, 1) + 1) / 2
         return out
 
     chunks = z_all.split(batch_size)
+    labels = y_all.split(batch_size) if y_all is not None else (None,) * len(chunks)
     keeps = [max(0, min(batch_size, n - i * batch_size)) for i in range(len(chunks))]
     with sampling_mode(generator, bn_mode), torch.no_grad():
         if device.type != "cuda":
-            for z, keep in zip(chunks, keeps, strict=True):
-                yield make(z, keep)
+            for z, y, keep in zip(chunks, labels, keeps, strict=True):
+                yield make(z, y, keep)
             return
         side, main = torch.cuda.Stream(device), torch.cuda.current_stream(device)
         side.wait_stream(main)
         with torch.cuda.stream(side):
-            ahead = make(chunks[0], keeps[0])
+            ahead = make(chunks[0], labels[0], keeps[0])
         for i in range(len(chunks)):
             main.wait_stream(side)
             current = ahead
             current.record_stream(main)  # the allocator must not reuse it while `main` still reads it
             if i + 1 < len(chunks):
                 with torch.cuda.stream(side):
-                    ahead = make(chunks[i + 1], keeps[i + 1])
+                    ahead = make(chunks[i + 1], labels[i + 1], keeps[i + 1])
             yield current
 
 
@@ -260,7 +267,15 @@ class Evaluation:
         """Every metric of `families` for `generator`, from one pass over `num_samples` generated samples."""
         z_dim = self.recipe.model.z_dim
         samples = generate_images(
-            generator, self.num_samples, z_dim, self.sample_batch, self.device, self.seed, self.quantize, self.bn_mode
+            generator,
+            self.num_samples,
+            z_dim,
+            self.sample_batch,
+            self.device,
+            self.seed,
+            self.quantize,
+            self.bn_mode,
+            self.recipe.model.num_classes,
         )
         if self.points is not None:
             points = torch.cat([s.float().cpu() for s in samples])

@@ -339,7 +339,26 @@ def validate(recipe: Recipe) -> None:
         )
     shape = data.output_shape(recipe.data)
     nets.check_compatible(recipe.model, shape)
+    _check_classes(recipe)
     _check_metrics(recipe.eval.metrics, recipe.data.name, points=len(shape) == 1)
+
+
+def _check_classes(recipe: Recipe) -> None:
+    """A class-conditional recipe needs labels: model.num_classes must be the number of classes of the data split."""
+    wanted, cfg = recipe.model.num_classes, recipe.data
+    if not wanted:
+        return
+    classes = data.DATASETS.get(cfg.name).classes(cfg.split)
+    if classes == 0:
+        raise RecipeError(
+            f"model.num_classes: {cfg.name} split {cfg.split} has no class labels, which {recipe.model.arch} "
+            "needs; pick a labelled dataset or split (e.g. cifar10 train)"
+        )
+    if wanted != classes:
+        raise RecipeError(
+            f"model.num_classes: {cfg.name} split {cfg.split} has {classes} classes, not {wanted}; "
+            f"set model.num_classes={classes}"
+        )
 
 
 # 2-D point sets are scored by their own family (modes covered and high-quality samples), named "modes" by the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -19,6 +20,20 @@ def shape_of(arch: str) -> tuple[int, ...]:
 
 def count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+CLASSES = 3  # the class count the shape tests give a class-conditional net
+
+
+def model_of(arch: str, **fields: Any) -> ModelConfig:
+    """ModelConfig for `arch`, with CLASSES classes when the net is class-conditional (unless `fields` say)."""
+    classes = CLASSES if NETS.get(arch).conditional else 0
+    return ModelConfig(arch=arch, **{"num_classes": classes, **fields})
+
+
+def labels_for(arch: str, n: int) -> tuple[torch.Tensor, ...]:
+    """The extra arguments G and D of `arch` take: (labels,) for a class-conditional net, () otherwise."""
+    return (torch.arange(n) % CLASSES,) if NETS.get(arch).conditional else ()
 
 
 # (generator, discriminator) parameters at the default widths and z_dim 128, counted by hand from the layer lists of
@@ -50,6 +65,26 @@ OFFICIAL_COUNTS = {
     #    linear M²·512 + 1 (M = 4: 8,193; M = 6: 18,433).
     "cnn32": (3_813_379, 5_860_865),
     "cnn48": (5_134_339, 5_871_105),
+    # The CelebA-HQ nets (ResGenerator128/256, ResDiscriminator128/256), with the blocks above and
+    # GenBlock(1024, 1024) 2,048 + 9,438,208 + 2,048 + 9,438,208 + 1,049,600 = 19,930,112; GenBlock(1024, 512)
+    # 2,048 + 4,719,104 + 1,024 + 2,359,808 + 524,800 = 7,606,784; GenBlock(512, 512) 1,024 + 2 × 2,359,808
+    # + 262,656 = 4,984,320; DisBlock(512, 512, down) 2 × 2,359,808 + 262,656 = 4,982,272; DisBlock(1024, 1024)
+    # 2 × 9,438,208 = 18,876,416 (no shortcut conv).
+    # G 128: linear 128·16,384 + 16,384 = 2,113,536 + 19,930,112 + 7,606,784 + the 48 px G's three blocks
+    #    2,498,496 + BN 128 + conv(64, 3, 3) 1,731 = 32,150,787.  G 256 adds GenBlock(512, 512): 37,135,107.
+    # D 128: the 48 px D's blocks 4,858,560 + DisBlock(512, 1024, down) 14,683,136 + 18,876,416 + linear 1,025
+    #    = 38,419,137.  D 256 adds DisBlock(512, 512, down): 43,401,409.  (The issue's 32.15M / 38.42M / 37.14M /
+    #    43.40M; the official classes instantiated give these integers.)
+    "resnet128": (32_150_787, 38_419_137),
+    "resnet256": (37_135_107, 43_401_409),
+    # models/biggan.py (Generator32, Discriminator32 with 10 classes, ch = 64, widths 4·ch = 256):
+    # G: SN linear 128·4,096 + 4,096 = 528,384; 3 × GenBlock(256, 256) = 3 × (class-conditional BN: gain and bias
+    #    embeddings 2·10·256 = 5,120, twice; conv(256, 256, 3) 590,080 twice; 1x1 shortcut 65,792) = 3 × 1,256,192
+    #    = 3,768,576; BN 512; conv(256, 3, 3) 6,915.  Total 4,304,387.
+    # D: optimized(3, 256) 7,168 + 590,080 + 1x1 1,024 = 598,272; DisBlock(256, 256, down) 2 × 590,080 + 65,792
+    #    = 1,245,952; 2 × DisBlock(256, 256) 2 × 1,180,160 = 2,360,320; linear 256 + 1; embedding 10·256 = 2,560.
+    #    Total 4,207,361.
+    "biggan32": (4_304_387, 4_207_361),
 }
 
 
@@ -57,21 +92,22 @@ OFFICIAL_COUNTS = {
 def test_shapes_and_ranges(arch: str) -> None:
     torch.manual_seed(0)
     shape = shape_of(arch)
-    model = ModelConfig(arch=arch, z_dim=8, g_channels=8, d_channels=8)
+    model = model_of(arch, z_dim=8, g_channels=8, d_channels=8)
     generator, discriminator = build_nets(model, shape)
-    out = generator(torch.randn(3, 8))
+    out = generator(torch.randn(3, 8), *labels_for(arch, 3))
     assert out.shape == (3, *shape)
     if len(shape) == 3:
         assert out.abs().max() <= 1.0  # tanh: images live in [-1, 1]
-    assert discriminator(out).shape == (3, 1)
+    assert discriminator(out, *labels_for(arch, 3)).shape == (3, 1)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in discriminator.modules())
     weighted = {type(m) for m in discriminator.modules() if any(True for _ in m.parameters(recurse=False))}
-    assert weighted <= {nn.Conv2d, nn.Linear}  # the layers spectral normalization wraps
+    # the layers spectral normalization wraps (a projection D's class embedding too)
+    assert weighted <= ({nn.Conv2d, nn.Linear, nn.Embedding} if model.num_classes else {nn.Conv2d, nn.Linear})
 
 
 @pytest.mark.parametrize("arch", sorted(OFFICIAL_COUNTS))
 def test_parameter_counts_equal_the_official_models(arch: str) -> None:
-    generator, discriminator = build_nets(ModelConfig(arch=arch), shape_of(arch))
+    generator, discriminator = build_nets(model_of(arch, num_classes=10 if arch == "biggan32" else 0), shape_of(arch))
     assert (count(generator), count(discriminator)) == OFFICIAL_COUNTS[arch]
 
 
@@ -86,7 +122,7 @@ def test_resnet48_widths_scale_with_the_base_channels() -> None:
     assert sngan.linear.in_features == 256  # the fifth block's 16d
 
 
-@pytest.mark.parametrize("arch", ["resnet32", "resnet48"])
+@pytest.mark.parametrize("arch", ["resnet32", "resnet48", "resnet128"])
 def test_resnet_layers_are_kaiming_normal_with_zero_biases(arch: str) -> None:
     torch.manual_seed(0)
     generator, discriminator = build_nets(ModelConfig(arch=arch), shape_of(arch))
@@ -113,11 +149,11 @@ def test_resnet_layers_are_kaiming_normal_with_zero_biases(arch: str) -> None:
     assert generator.linear in checked and generator.main[-2] in checked
     assert generator.main[0].shortcut[1] in checked and discriminator.blocks[1].shortcut[0] in checked
     assert discriminator.blocks[2].residual[1] in checked
-    if arch == "resnet48":
-        assert discriminator.linear in checked  # 512 weights
+    if arch != "resnet32":
+        assert discriminator.linear in checked  # 512 or 1,024 weights
 
 
-@pytest.mark.parametrize("arch", ["resnet32", "resnet48", "resnet48-sngan"])
+@pytest.mark.parametrize("arch", ["resnet32", "resnet48", "resnet48-sngan", "resnet128", "resnet256"])
 @pytest.mark.parametrize("pool", ["mean", "sum"])
 def test_resnet_discriminator_pools_the_last_relu_map_into_the_head(arch: str, pool: str) -> None:
     torch.manual_seed(0)
@@ -130,12 +166,36 @@ def test_resnet_discriminator_pools_the_last_relu_map_into_the_head(arch: str, p
     for block in discriminator.blocks:
         h = block(h)
     h = torch.relu(h)
-    side = 8 if arch == "resnet32" else 3  # two and four halvings of 32 and 48 px
+    # two and four halvings of 32 and 48 px; five and six of 128 and 256 px
+    side = {"resnet32": 8, "resnet128": 4, "resnet256": 4}.get(arch, 3)
     assert h.shape[2:] == (side, side) and h.abs().sum() > 0  # the map's area, so sum and mean differ
     area = side * side
     pooled = h.sum(dim=(2, 3)) / (area if pool == "mean" else 1)
     expected = pooled @ discriminator.linear.weight.T + discriminator.linear.bias
     torch.testing.assert_close(discriminator(x), expected)
+
+
+@pytest.mark.parametrize("arch", ["resnet128", "resnet256"])
+def test_celebahq_nets_scale_from_the_base_widths_as_the_official_ones(arch: str) -> None:
+    model = ModelConfig(arch=arch, g_channels=4, d_channels=2)
+    generator, discriminator = build_nets(model, shape_of(arch))
+
+    def widths(blocks: nn.Module) -> list[int]:  # each block's output channels: its last conv's
+        return [[m for m in block.modules() if isinstance(m, nn.Conv2d)][-1].out_channels for block in blocks]
+
+    g_widths = [generator.top, *widths(generator.main[:-4])]  # the blocks before BN, ReLU, conv, tanh
+    d_widths = widths(discriminator.blocks)
+    if arch == "resnet128":  # the official 1024,1024,512,256,128,64 and 64,128,256,512,1024,1024 over 64
+        assert g_widths == [4 * k for k in (16, 16, 8, 4, 2, 1)]
+        assert d_widths == [2 * k for k in (1, 2, 4, 8, 16, 16)]
+    else:
+        assert g_widths == [4 * k for k in (16, 16, 8, 8, 4, 2, 1)]
+        assert d_widths == [2 * k for k in (1, 2, 4, 8, 8, 16, 16)]
+    assert generator.linear.out_features == 4 * 4 * generator.top  # a 4x4 map, as the official G
+    downs = [isinstance(block.residual[-1], nn.AvgPool2d) for block in discriminator.blocks]
+    assert downs == [True] * (len(downs) - 1) + [False]  # every block halves the side but the last
+    x = generator(torch.randn(2, 128))
+    assert x.shape == (2, *shape_of(arch)) and discriminator(x).shape == (2, 1)
 
 
 def test_cnn_initialisation_is_normal_002_with_zero_biases() -> None:
@@ -195,7 +255,8 @@ def test_mlp_is_linear_output_and_piecewise_linear_discriminator() -> None:
 @pytest.mark.parametrize("arch", NETS.names())
 def test_discriminator_is_the_same_function_in_train_and_eval_mode(arch: str) -> None:
     torch.manual_seed(0)
-    _, discriminator = build_nets(ModelConfig(arch=arch, g_channels=8, d_channels=8), shape_of(arch))
-    x = torch.randn(4, *shape_of(arch))
-    torch.testing.assert_close(discriminator.train()(x), discriminator.eval()(x))
-    torch.testing.assert_close(discriminator(x[:1]), discriminator(x)[:1])  # no batch statistics
+    _, discriminator = build_nets(model_of(arch, g_channels=8, d_channels=8), shape_of(arch))
+    x, y = torch.randn(4, *shape_of(arch)), labels_for(arch, 4)
+    torch.testing.assert_close(discriminator.train()(x, *y), discriminator.eval()(x, *y))
+    first = [label[:1] for label in y]
+    torch.testing.assert_close(discriminator(x[:1], *first), discriminator(x, *y)[:1])  # no batch statistics

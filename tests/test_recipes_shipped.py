@@ -43,6 +43,26 @@ def test_paper_recipes(backbone: str, method: str, cr: bool) -> None:
         assert (resolved.data.split, resolved.data.size) == ("unlabeled", 48)
 
 
+# CelebA-HQ (config/GN-GAN_CELEBAHQ{128,256}_RES.txt): px -> (train split, reference split, samples for FID)
+CELEBAHQ = {128: ("train", "test", 3000), 256: ("all", "all", 10_000)}
+
+
+@pytest.mark.parametrize("px", sorted(CELEBAHQ))
+@pytest.mark.parametrize("method", ("sn", "gn", "pgn", "gran"))
+def test_celebahq_recipes(px: int, method: str) -> None:
+    resolved = recipes.load(RECIPES / f"celebahq{px}_resnet_{method}.toml")
+    split, reference, samples = CELEBAHQ[px]
+    t, e, d = resolved.train, resolved.eval, resolved.data
+    assert (resolved.model.arch, resolved.model.z_dim, resolved.model.d_pool) == (f"resnet{px}", 128, "mean")
+    assert (resolved.method.name, resolved.method.cr_lambda, resolved.loss.name) == (method, 0.0, "hinge")
+    assert (d.name, d.split, d.size, d.hflip) == (f"celebahq{px}", split, px, True)
+    assert (t.steps, t.n_dis, t.lr_d, t.lr_g, t.lr_decay) == (100_000, 5, 2e-4, 2e-4, "none")
+    assert (t.beta1, t.beta2, t.batch_size_d, t.batch_size_g) == (0.0, 0.9, 64, 128)
+    assert (t.ema_decay, t.ema_start) == (0.9999, 10_000)
+    assert (e.every, e.num_samples, e.ref_split, e.select, e.bn_mode) == (1000, samples, reference, "ema", "batch")
+    assert "fid" in e.metrics
+
+
 def test_quickstart_is_offline_and_small() -> None:
     quick = recipes.load(RECIPES / "quickstart.toml")
     assert quick.data.name in ("ring8", "grid25")

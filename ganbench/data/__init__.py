@@ -1,8 +1,8 @@
 """Datasets by name: each split loads whole into one tensor (uint8 images or float32 2-D points) with its content hash.
 
-Registered: cifar10, cifar100 (cifar.py), stl10 (stl10.py), cifar10-jpeg (cifar_jpeg.py), folder (folder.py),
-ring8, grid25, shapes (synthetic.py). A new dataset is one module that calls `register(DatasetSpec(...))`, plus its
-import below.
+Registered: cifar10, cifar100 (cifar.py), stl10 (stl10.py), cifar10-jpeg (cifar_jpeg.py), celebahq128, celebahq256
+(celebahq.py: image folder or LMDB), folder (folder.py), ring8, grid25, shapes (synthetic.py). A new dataset is one
+module that calls `register(DatasetSpec(...))`, plus its import below.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ganbench.config import DataConfig
-from ganbench.data import cifar, cifar_jpeg, folder, stl10, synthetic  # noqa: F401  (each registers its datasets)
+from ganbench.data import celebahq, cifar, cifar_jpeg, folder, stl10, synthetic  # noqa: F401  (each registers)
 from ganbench.data.base import DATASETS, Dataset, DatasetSpec, check_split
 
 __all__ = ["DATASETS", "Dataset", "DatasetSpec", "load_dataset", "output_shape", "to_model_range"]

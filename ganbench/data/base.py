@@ -48,6 +48,14 @@ class DatasetSpec:
     label: str = ""
     # The split the papers train on and compute reference statistics of (FID against it); "" for sets no paper uses.
     paper_split: str = ""
+    # Class labels: how many classes the labelled splits have (0 = the set has none), and the splits without labels
+    # (STL-10's unlabeled); a class-conditional recipe is refused on a split without them.
+    num_classes: int = 0
+    unlabelled_splits: tuple[str, ...] = ()
+
+    def classes(self, split: str) -> int:
+        """The number of classes of `split`'s labels; 0 when its samples carry none."""
+        return 0 if split in self.unlabelled_splits else self.num_classes
 
     def summary(self) -> dict[str, str]:
         try:

@@ -109,7 +109,9 @@ def open_torchvision(
         raise DataError(f"{name}: cannot read the {title} files in {folder} ({err}); check their permissions") from None
 
 
-def _cifar_loader(name: str, title: str, plain: type[tv.CIFAR10], on_disk: type[tv.CIFAR10]) -> DatasetSpec:
+def _cifar_loader(
+    name: str, title: str, plain: type[tv.CIFAR10], on_disk: type[tv.CIFAR10], classes: int
+) -> DatasetSpec:
     def load(cfg: DataConfig) -> Dataset:
         train = cfg.split == "train"
         found = open_torchvision(name, title, plain, on_disk, split_files(plain, train), cfg, train=train)
@@ -126,8 +128,9 @@ def _cifar_loader(name: str, title: str, plain: type[tv.CIFAR10], on_disk: type[
         splits=("train", "test"),
         label=title,
         paper_split="train",
+        num_classes=classes,
     )
 
 
-CIFAR10 = register(_cifar_loader("cifar10", "CIFAR-10", tv.CIFAR10, CIFAR10OnDisk))
-CIFAR100 = register(_cifar_loader("cifar100", "CIFAR-100", tv.CIFAR100, CIFAR100OnDisk))
+CIFAR10 = register(_cifar_loader("cifar10", "CIFAR-10", tv.CIFAR10, CIFAR10OnDisk, 10))
+CIFAR100 = register(_cifar_loader("cifar100", "CIFAR-100", tv.CIFAR100, CIFAR100OnDisk, 100))

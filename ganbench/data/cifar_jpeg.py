@@ -164,5 +164,6 @@ CIFAR10_JPEG = register(
         splits=SPLITS,
         label="CIFAR-10 JPEG q75",
         paper_split="train",  # a stand-in for CIFAR-10, compared as the papers compare CIFAR-10
+        num_classes=len(CLASSES),
     )
 )

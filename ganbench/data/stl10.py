@@ -63,5 +63,7 @@ STL10 = register(
         splits=tuple(SPLIT_FILES),
         label="STL-10",
         paper_split="unlabeled",
+        num_classes=10,
+        unlabelled_splits=("unlabeled", "train+unlabeled"),
     )
 )

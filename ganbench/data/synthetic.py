@@ -62,17 +62,21 @@ def mixture(name: str, modes: torch.Tensor, cfg: DataConfig) -> Dataset:
     )
 
 
-def draw_shapes(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (n, size, size, 3): one or two filled circles, squares or triangles on a plain random background."""
+def draw_shapes(n: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (n, size, size, 3): one or two filled circles, squares or triangles on a plain random background; and
+    int64 (n,) class labels, the kind of each image's first shape (0 circle, 1 square, 2 triangle)."""
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size  # pixel centres in [0, 1]
     ys, xs = grid[:, None], grid[None, :]
     images = np.empty((n, size, size, 3), dtype=np.uint8)
+    labels = np.empty(n, dtype=np.int64)
     for i in range(n):
         images[i] = rng.integers(0, 256, 3, dtype=np.uint8)
-        for _ in range(rng.integers(1, 3)):
+        for j in range(rng.integers(1, 3)):
             cx, cy = rng.uniform(0.25, 0.75, 2)
             r = rng.uniform(0.12, 0.3)  # half the side of the square, the circle's radius, the triangle's half-height
             kind = rng.integers(3)
+            if j == 0:
+                labels[i] = kind
             if kind == 0:
                 mask = (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
             elif kind == 1:
@@ -80,14 +84,15 @@ def draw_shapes(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
             else:  # apex up at (cx, cy - r), base of width 2r at y = cy + r
                 mask = (ys <= cy + r) & (np.abs(xs - cx) <= (ys - (cy - r)) / 2)
             images[i][mask] = rng.integers(0, 256, 3, dtype=np.uint8)
-    return images
+    return images, labels
 
 
 def shapes(cfg: DataConfig) -> Dataset:
     size = cfg.size or SHAPES_SIZE
     n = cfg.num_samples or DEFAULT_IMAGES
     rng = np.random.default_rng(split_seed(cfg.seed, cfg.split))
-    images = torch.from_numpy(draw_shapes(n, size, rng)).permute(0, 3, 1, 2).contiguous()
+    drawn, labels = draw_shapes(n, size, rng)
+    images = torch.from_numpy(drawn).permute(0, 3, 1, 2).contiguous()
     return Dataset(
         name="shapes",
         split=cfg.split,
@@ -95,6 +100,7 @@ def shapes(cfg: DataConfig) -> Dataset:
         tensor=images,
         content_hash=content_hash(images),
         source=f"synthetic shapes seed {cfg.seed} split {cfg.split} n={n} at {size} px",
+        labels=torch.from_numpy(labels),
     )
 
 
@@ -128,10 +134,12 @@ SHAPES = register(
     DatasetSpec(
         name="shapes",
         kind="image",
-        description="tiny drawn shapes on plain backgrounds for smoke runs (offline), 32 px unless data.size",
+        description="tiny drawn shapes on plain backgrounds for smoke runs (offline), 32 px unless data.size; "
+        "labelled by the first shape's kind (3 classes)",
         load=shapes,
         shape=lambda cfg: (3, cfg.size or SHAPES_SIZE, cfg.size or SHAPES_SIZE),
         splits=SPLITS,
         label="shapes",
+        num_classes=3,  # the kind of each image's first shape: offline class-conditional smoke runs
     )
 )

@@ -62,6 +62,7 @@ def consistency_penalty(
     fake: torch.Tensor,
     fake_logits: torch.Tensor,
     cfg: MethodConfig,
+    d_fake: nn.Module | None = None,
 ) -> torch.Tensor | None:
     """λ·mean((f̂(T(real)) − real_logits)²) [+ the same on fakes with bCR]; None when λ = 0.
 
@@ -69,13 +70,14 @@ def consistency_penalty(
     `pred_real`, so CR costs one more D forward per branch and no more (a recomputation would also run another
     spectral-norm power iteration). Neither branch is detached, as in that code family (basiclab/Faster-GNGAN-PyTorch,
     utils/regularization.py): the squared difference is differentiated through both, pulling them together.
-    bCR's fresh draws come after the real ones.
+    bCR's fresh draws come after the real ones. A class-conditional D comes bound to the reals' labels (`d`) and
+    to the fakes' (`d_fake`; None = `d`): each augmented image is scored under its own label, as the official code.
     """
     if cfg.cr_lambda == 0:
         return None
     term = _squared_difference(method, d, real, real_logits, cfg)
     if cfg.bcr:
-        term = term + _squared_difference(method, d, fake.detach(), fake_logits, cfg)
+        term = term + _squared_difference(method, d if d_fake is None else d_fake, fake.detach(), fake_logits, cfg)
     return cfg.cr_lambda * term
 
 

@@ -76,8 +76,10 @@ def reference_split(dataset: str, requested: str = "") -> str:
         return PAPER_SPLITS[dataset]
     from ganbench import data
 
-    splits = data.DATASETS.get(dataset).splits
-    return "train" if "train" in splits else splits[0]
+    spec = data.DATASETS.get(dataset)
+    if spec.reference_split or spec.paper_split:  # a registry entry that declares it (CelebA-HQ)
+        return spec.reference_split or spec.paper_split
+    return "train" if "train" in spec.splits else spec.splits[0]
 
 
 def stats_key(dataset_hash: str, split: str, size: int, extractor: Extractor) -> str:

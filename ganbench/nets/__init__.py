@@ -1,7 +1,8 @@
 """Networks by name: each entry builds a (generator, discriminator) pair for the data's sample shape.
 
-Registered: cnn32, cnn48 (cnn.py), resnet32, resnet48, resnet48-sngan (resnet.py), mlp (mlp.py). A new architecture
-is one module that calls `NETS.add(NetSpec(...))`, plus its import below.
+Registered: cnn32, cnn48 (cnn.py), resnet32, resnet48, resnet48-sngan (resnet.py), biggan32 (biggan.py,
+class-conditional), mlp (mlp.py). A new architecture is one module that calls `NETS.add(NetSpec(...))`, plus its
+import below. `conditioned(d, y)` is a class-conditional D with its labels fixed, as the methods call D: d(x).
 """
 
 from __future__ import annotations
@@ -14,10 +15,20 @@ from torch import nn
 
 from ganbench.config import ModelConfig
 from ganbench.errors import RecipeError
-from ganbench.nets import cnn, mlp, resnet  # noqa: F401  (each registers its architectures)
-from ganbench.nets.base import NETS, NetSpec, shape_text
+from ganbench.nets import biggan, cnn, mlp, resnet  # noqa: F401  (each registers its architectures)
+from ganbench.nets.base import NETS, Conditioned, NetSpec, conditioned, generate, shape_text
 
-__all__ = ["BN_MODES", "NETS", "NetSpec", "build_nets", "check_compatible", "sampling_mode"]
+__all__ = [
+    "BN_MODES",
+    "NETS",
+    "Conditioned",
+    "NetSpec",
+    "build_nets",
+    "check_compatible",
+    "conditioned",
+    "generate",
+    "sampling_mode",
+]
 
 
 def _family(name: str) -> str:
@@ -27,9 +38,23 @@ def _family(name: str) -> str:
 def check_compatible(model: ModelConfig, shape: tuple[int, ...]) -> None:
     """Raise a RecipeError naming model.arch when the architecture cannot take samples of `shape`."""
     spec = NETS.get(model.arch)
+    if spec.conditional and model.num_classes < 1:
+        raise RecipeError(
+            f"model.num_classes: {model.arch} is class-conditional; set it to the data's number of classes, e.g. 10"
+        )
+    if not spec.conditional and model.num_classes:
+        raise RecipeError(
+            f"model.num_classes: {model.arch} is unconditional; set model.num_classes=0 or use a class-conditional "
+            f"net ({', '.join(name for name in NETS if NETS.get(name).conditional)})"
+        )
     if tuple(shape) in spec.shapes:
         return
-    fits = [name for name in NETS if tuple(shape) in NETS.get(name).shapes]
+    # only nets of the recipe's kind: an unconditional recipe is not told to use a class-conditional net
+    fits = [
+        name
+        for name in NETS
+        if tuple(shape) in NETS.get(name).shapes and NETS.get(name).conditional == spec.conditional
+    ]
     # Suggest the same family at the data's size first (cnn32 -> cnn48), not every architecture that fits.
     same_family = [name for name in fits if _family(name) == _family(model.arch)]
     fits = same_family or fits
@@ -42,7 +67,8 @@ def check_compatible(model: ModelConfig, shape: tuple[int, ...]) -> None:
 
 
 def build_nets(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """(generator, discriminator): G maps (N, z_dim) to (N, *shape); D maps (N, *shape) to raw outputs (N, 1)."""
+    """(generator, discriminator): G maps (N, z_dim) to (N, *shape); D maps (N, *shape) to raw outputs (N, 1).
+    A class-conditional net's G and D also take int64 labels (N,): G(z, y), D(x, y)."""
     check_compatible(model, shape)
     return NETS.get(model.arch).build(model, tuple(shape))
 

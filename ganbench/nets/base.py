@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ganbench.config import ModelConfig
@@ -22,6 +23,8 @@ class NetSpec:
     label: str = ""
     family: str = ""  # the backbone part of paper recipe file names (recipes/<data>_<family>_<method>.toml)
     paper: str = ""  # the papers' name for the backbone, as their tables group results; "" when none uses it
+    # class-conditional: G(z, y) and D(x, y) with labels y in [0, model.num_classes); otherwise G(z) and D(x)
+    conditional: bool = False
 
     def summary(self) -> dict[str, str]:
         return {
@@ -39,3 +42,30 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 
 NETS: Registry[NetSpec] = Registry("architecture", "model.arch")
+
+
+class Conditioned(nn.Module):
+    """A class-conditional D with its labels fixed: forward(x) = d(x, y).
+
+    The methods call D as d(x) and differentiate with respect to x only; binding y here keeps the labels out of
+    every gradient (they are integers) while each sample is scored under its own label, as the official code passes
+    y through its gradient normalisation."""
+
+    def __init__(self, d: nn.Module, y: torch.Tensor) -> None:
+        super().__init__()
+        self.d, self.y = d, y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) != len(self.y):
+            raise ValueError(f"{len(x)} samples but {len(self.y)} labels")
+        return self.d(x, self.y)
+
+
+def conditioned(d: nn.Module, y: torch.Tensor | None) -> nn.Module:
+    """D scoring under labels `y`; an unconditional D (y None) as it is."""
+    return d if y is None else Conditioned(d, y)
+
+
+def generate(g: nn.Module, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """G(z), or G(z, y) for a class-conditional G (y not None)."""
+    return g(z) if y is None else g(z, y)

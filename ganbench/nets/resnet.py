@@ -1,9 +1,11 @@
-"""The GN-GAN code's ResNets (SN-GAN's design) for 32 and 48 px images, plus the SN-GAN paper's wider STL-10 D.
+"""The GN-GAN code's ResNets (SN-GAN's design) for 32, 48, 128 and 256 px images, plus the SN-GAN paper's STL-10 D.
 
 resnet32: G 256 channels throughout, D 128. resnet48 (the GN-GAN STL-10 net, which its papers' numbers come from):
 G 512→256→128→64, D 64→128→256→512. resnet48-sngan: the same G, D with a fifth block to 1024 channels, as the SN-GAN
-paper's STL-10 net. D pools globally by mean (the official GN-GAN choice) or sum, as model.d_pool says. Every conv and
-linear is Kaiming-normal initialised (fan_in, gain √2) with zero biases, as the official code.
+paper's STL-10 net. resnet128 and resnet256 (the GN-GAN CelebA-HQ nets): G from a 4x4 map of 1024 channels through
+five or six up-blocks to 64, D from 64 to 1024 through six or seven blocks, the last at the same side. D pools
+globally by mean (the official GN-GAN choice) or sum, as model.d_pool says. Every conv and linear is Kaiming-normal
+initialised (fan_in, gain √2) with zero biases, as the official code.
 """
 
 from __future__ import annotations
@@ -147,6 +149,24 @@ def build48_sngan(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module
     return _generator48(model), _discriminator48(model, [d, d * 2, d * 4, d * 8, d * 16])
 
 
+# The CelebA-HQ nets, as multiples of a base width (64 by default; model.g_channels is G's last width and
+# model.d_channels D's first): G 16,16,8,4,2,1 (128 px) or 16,16,8,8,4,2,1 (256 px) from a 4x4 map; D 1,2,4,8,16,16
+# or 1,2,4,8,8,16,16, every block halving the side but the last (128 px -> 4 px, 256 px -> 4 px).
+HQ_WIDTHS = {128: ([16, 16, 8, 4, 2, 1], [1, 2, 4, 8, 16, 16]), 256: ([16, 16, 8, 8, 4, 2, 1], [1, 2, 4, 8, 8, 16, 16])}
+
+
+def build_hq(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    g_mult, d_mult = HQ_WIDTHS[shape[-1]]
+    g, d = model.g_channels or 64, model.d_channels or 64
+    generator = Generator(model.z_dim, 4, [g * k for k in g_mult])
+    widths = [d * k for k in d_mult]
+    blocks = [DisBlock(3, widths[0], down=True, optimized=True)]
+    last = len(widths) - 2  # the index of the one block that keeps the side
+    pairs = zip(widths[:-1], widths[1:], strict=True)
+    blocks += [DisBlock(cin, cout, down=i < last) for i, (cin, cout) in enumerate(pairs)]
+    return generator, Discriminator(blocks, widths[-1], model.d_pool)
+
+
 NETS.add(
     "resnet32",
     NetSpec(
@@ -179,6 +199,30 @@ NETS.add(
         ((3, 48, 48),),
         build48_sngan,
         label="ResNet 48 (SN-GAN)",
+        family="resnet",
+        paper="ResNet",
+    ),
+)
+NETS.add(
+    "resnet128",
+    NetSpec(
+        "resnet128",
+        "GN-GAN ResNet for 128 px images (CelebA-HQ; G and D to 1024 channels)",
+        ((3, 128, 128),),
+        build_hq,
+        label="ResNet 128",
+        family="resnet",
+        paper="ResNet",
+    ),
+)
+NETS.add(
+    "resnet256",
+    NetSpec(
+        "resnet256",
+        "GN-GAN ResNet for 256 px images (CelebA-HQ; G and D to 1024 channels)",
+        ((3, 256, 256),),
+        build_hq,
+        label="ResNet 256",
         family="resnet",
         paper="ResNet",
     ),

@@ -16,6 +16,7 @@ from torch import nn
 
 from ganbench.data import to_model_range
 from ganbench.errors import Diverged
+from ganbench.nets import conditioned
 from ganbench.store import HISTORY_COLUMNS, LOSS_COLUMNS, RunDir
 from ganbench.train.samples import generate
 
@@ -146,20 +147,28 @@ def window_means(totals: dict[str, torch.Tensor], g_steps: int, n_dis: int) -> d
 
 
 def gradient_probes(
-    d: nn.Module, g: nn.Module, images: torch.Tensor, z: torch.Tensor, batch_size: int
+    d: nn.Module,
+    g: nn.Module,
+    images: torch.Tensor,
+    z: torch.Tensor,
+    batch_size: int,
+    labels: torch.Tensor | None = None,
+    z_labels: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Raw D outputs and ‖∇ₓD‖ on the first real samples and on G(z) (at most `batch_size` each), without touching
-    the training state.
+    the training state. A class-conditional net takes the reals' `labels` and the codes' `z_labels`.
 
     D runs in eval mode (no extra SN power iteration) and G in eval mode (BN statistics untouched). The values
     stay on the device: the log line reads them later, without stalling the GPU.
     """
     count = min(batch_size, len(z), len(images))
     real = to_model_range(images[:count].to(z.device))
-    fake = generate(g, z[:count])
+    real_labels = None if labels is None else labels[:count].to(z.device)
+    fake_labels = None if z_labels is None else z_labels[:count]
+    fake = generate(g, z[:count], labels=fake_labels)
     d.eval()
-    out_real, grad_real = per_sample_grad_norm(d, real)
-    out_fake, grad_fake = per_sample_grad_norm(d, fake)
+    out_real, grad_real = per_sample_grad_norm(conditioned(d, real_labels), real)
+    out_fake, grad_fake = per_sample_grad_norm(conditioned(d, fake_labels), fake)
     d.train()
     return {
         "d_raw_real": out_real.mean(),

@@ -20,7 +20,7 @@ from torch import nn
 
 from ganbench import data
 from ganbench.devices import resolve_device
-from ganbench.errors import Diverged
+from ganbench.errors import DataError, Diverged
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
 from ganbench.selection import rank, select_best, selection_score
@@ -29,7 +29,7 @@ from ganbench.train import checkpoint, runinfo
 from ganbench.train.fast import StepRunner
 from ganbench.train.logs import History, LogQueue, gradient_probes, per_sample_grad_norm, window_means
 from ganbench.train.runinfo import environment, training_hash
-from ganbench.train.samples import save_sheets
+from ganbench.train.samples import save_sheets, sheet_labels
 from ganbench.train.state import TrainState, restore, save_checkpoint, snapshot
 from ganbench.train.step import TrainingStep
 from ganbench.train.stream import BatchStream, RealBatches
@@ -41,6 +41,22 @@ __all__ += ["resolve_device", "selection_score"]
 HISTORY_FLUSH_SECONDS = 30.0
 NUM_FIXED_Z = {"image": 64, "points": 2000}  # an 8x8 grid; a scatter plot
 Evaluator = Callable[[int, dict[str, nn.Module]], list[dict[str, Any]]]  # (step, generators) -> metric rows
+
+
+def class_labels(dataset: data.Dataset, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """The dataset's labels on `device` for a class-conditional net (num_classes > 0), checked to lie in
+    [0, num_classes); None for an unconditional one."""
+    if not num_classes:
+        return None
+    labels = dataset.labels
+    if labels is None or len(labels) != len(dataset):
+        raise DataError(f"{dataset.name} {dataset.split}: not every sample has a class label; set model.num_classes=0")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DataError(
+            f"{dataset.name} {dataset.split}: labels run from {int(labels.min())} to {int(labels.max())}, outside "
+            f"0..{num_classes - 1}; set model.num_classes to the data's number of classes"
+        )
+    return labels.to(device)
 
 
 class Trainer(TrainingStep):
@@ -72,12 +88,16 @@ class Trainer(TrainingStep):
         # captured, so turning train.cuda_graph off runs the very same kernels, one launch at a time.
         self.dataset = data.load_dataset(recipe.data)
         self.images = self.dataset.tensor.to(device) if cuda and t.data_on_device else self.dataset.tensor
+        self.labels = class_labels(self.dataset, recipe.model.num_classes, self.images.device)
         self.stream = BatchStream(len(self.images), t.batch_size_d, recipe.seed, self.images.device)
-        self.batches = RealBatches(self.images, t.n_dis, self.stream, recipe.data.hflip, device)
-        self.reals = self.batches.buffer
+        self.batches = RealBatches(self.images, t.n_dis, self.stream, recipe.data.hflip, device, self.labels)
+        self.reals, self.real_labels = self.batches.buffer, self.batches.label_buffer
         self._build_step(recipe, device)
         fixed = torch.Generator().manual_seed(recipe.seed + 2**31)
-        self.fixed_z = torch.randn(NUM_FIXED_Z[self.dataset.kind], recipe.model.z_dim, generator=fixed).to(device)
+        # a class-conditional G's sheets: one row of 8 per class (fixed z, fixed labels)
+        self.fixed_labels = sheet_labels(recipe.model.num_classes, device)
+        count = NUM_FIXED_Z[self.dataset.kind] if self.fixed_labels is None else len(self.fixed_labels)
+        self.fixed_z = torch.randn(count, recipe.model.z_dim, generator=fixed).to(device)
         self.runner = StepRunner(self._step, device, t.cuda_graph)
         self.state = TrainState()
 
@@ -187,7 +207,9 @@ class Trainer(TrainingStep):
             last = step == t.steps
             if step % t.log_every == 0 or last:
                 means = window_means(self.totals, self.state.window_steps, t.n_dis)
-                probes = gradient_probes(self.D, self.G, self.images, self.fixed_z, t.batch_size_d)
+                probes = gradient_probes(
+                    self.D, self.G, self.images, self.fixed_z, t.batch_size_d, self.labels, self.fixed_labels
+                )
                 log.push(step, {**means, **probes}, {"lr_d": lr_d, "lr_g": lr_g}, t.batch_size_d * t.n_dis)
                 for total in self.totals.values():
                     total.zero_()
@@ -200,7 +222,8 @@ class Trainer(TrainingStep):
                 self._evaluate(evaluator, step)
                 periodic = True
             if t.sample_every and (step % t.sample_every == 0 or last):
-                save_sheets(run, step, self.G, self.G_ema, self.fixed_z, self.dataset, self.recipe.eval.bn_mode)
+                sheet = (self.fixed_z, self.dataset, self.recipe.eval.bn_mode, self.fixed_labels)
+                save_sheets(run, step, self.G, self.G_ema, *sheet)
                 periodic = True
             if step % t.checkpoint_every == 0 or last:
                 drain(wait=True)

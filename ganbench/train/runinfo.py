@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ganbench import __version__
+from ganbench.config import omit_later_defaults
 from ganbench.data import Dataset
 from ganbench.errors import RunDirError
 from ganbench.recipe import NON_SEMANTIC_KEYS, Recipe
@@ -39,6 +40,7 @@ def training_hash(recipe: Recipe) -> str:
     for section, key in NON_SEMANTIC_KEYS:
         if section in tree:
             tree[section].pop(key, None)
+    omit_later_defaults(tree)
     canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

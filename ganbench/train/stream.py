@@ -53,26 +53,48 @@ class RealBatches:
 
     `images` may live on the device (train.data_on_device) or on the host; from the host the batches are gathered
     into pinned memory and copied over in one transfer. Flips (where the stream's flag is set) apply to images only
-    and only when `hflip`. No host synchronisation on the GPU.
+    and only when `hflip`. With `labels` (a class-conditional net), each sample's label is gathered by the same
+    indices into `label_buffer`, so a label always travels with its image. No host synchronisation on the GPU.
     """
 
     def __init__(
-        self, images: torch.Tensor, n_dis: int, stream: BatchStream, hflip: bool, device: torch.device
+        self,
+        images: torch.Tensor,
+        n_dis: int,
+        stream: BatchStream,
+        hflip: bool,
+        device: torch.device,
+        labels: torch.Tensor | None = None,
     ) -> None:
-        self.images, self.stream = images, stream
+        self.images, self.stream, self.labels = images, stream, labels
         shape = (n_dis, stream.batch_size, *images.shape[1:])
         self.buffer = torch.empty(shape, dtype=images.dtype).to(device)
         staged = device.type == "cuda" and images.device.type != "cuda"
         self._staging = torch.empty_like(self.buffer, device="cpu").pin_memory() if staged else None
         self.flip = hflip and self.buffer.ndim == 5
+        self.label_buffer: torch.Tensor | None = None
+        self._label_staging: torch.Tensor | None = None
+        if labels is not None:
+            if labels.shape != (len(images),):
+                raise ValueError(f"{len(images)} samples but labels of shape {tuple(labels.shape)}")
+            self.label_buffer = torch.empty((n_dis, stream.batch_size), dtype=torch.int64).to(device)
+            label_staged = device.type == "cuda" and labels.device.type != "cuda"
+            self._label_staging = (
+                torch.empty_like(self.label_buffer, device="cpu").pin_memory() if label_staged else None
+            )
 
     def gather(self) -> None:
         """The next n_dis batches of the data order into `buffer`."""
         target = self.buffer if self._staging is None else self._staging
-        for batch in target:
+        label_target = self.label_buffer if self._label_staging is None else self._label_staging
+        for i, batch in enumerate(target):
             indices, flips = self.stream.next()
             torch.index_select(self.images, 0, indices, out=batch)
             if self.flip:
                 batch.copy_(torch.where(flips.view(-1, 1, 1, 1), batch.flip(-1), batch))
+            if self.labels is not None and label_target is not None:
+                torch.index_select(self.labels, 0, indices.to(self.labels.device), out=label_target[i])
         if self._staging is not None:
             self.buffer.copy_(self._staging)
+        if self._label_staging is not None and self.label_buffer is not None:
+            self.label_buffer.copy_(self._label_staging)

@@ -5,6 +5,12 @@ the gradient penalties, CR's augmentation, Adam, the learning-rate schedule and 
 their formulas. ganbench's methods, losses, train and metrics modules are never imported: the nets are used only as
 black-box functions (their forward passes, through torch.func.functional_call for D) and the recipe only as a record
 of settings. The reference tests run this beside the trainer from the same initial state and compare the weights.
+
+Class-conditional nets (model.num_classes > 0), as the GN-GAN code's conditional path (train.py): each real keeps
+its own label; each D step draws z, then the fakes' labels uniform over the classes; D scores every sample under
+its label and the gradient is taken with respect to the images only (the labels are integers); CR scores the
+augmented reals under the reals' labels (bCR the fakes under theirs); the penalties score the interpolates under
+the reals' labels; the G step draws z, then its labels.
 """
 
 from __future__ import annotations
@@ -122,13 +128,14 @@ class FunctionalD:
         sigma = torch.dot(u, matrix @ v)
         return w / sigma
 
-    def __call__(self, x: Tensor, frozen: bool = False) -> Tensor:
-        """Raw outputs D(x), shape (N,); `frozen` cuts the weights out of the graph (the G step)."""
+    def __call__(self, x: Tensor, frozen: bool = False, y: Tensor | None = None) -> Tensor:
+        """Raw outputs D(x) (D(x, y) with labels y), shape (N,); `frozen` cuts the weights out of the graph (the G
+        step)."""
         weights: dict[str, Tensor] = dict(self.buffers)
         for key, param in self.params.items():
             w = param.detach() if frozen else param
             weights[self.names[key]] = self._spectral(key, w) if key in self.sn else w
-        return functional_call(self.module, weights, (x,)).flatten()
+        return functional_call(self.module, weights, (x,) if y is None else (x, y)).flatten()
 
     def state(self) -> dict[str, Tensor]:
         """Weights and u, v in the trainer's state-dict layout."""
@@ -143,11 +150,11 @@ class FunctionalD:
 # the methods' logits
 
 
-def output_and_gradient(d: FunctionalD, x: Tensor, frozen: bool) -> tuple[Tensor, Tensor]:
-    """f = D(x) and ∇ₓf flattened per sample, with the graph kept so the loss differentiates through both."""
+def output_and_gradient(d: FunctionalD, x: Tensor, frozen: bool, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """f = D(x) (D(x, y)) and ∇ₓf flattened per sample, with the graph kept so the loss differentiates through both."""
     if not x.requires_grad:
         x = x.detach().requires_grad_(True)
-    f = d(x, frozen)
+    f = d(x, frozen, y)
     (g,) = torch.autograd.grad(f.sum(), x, create_graph=True)
     return f, g.flatten(1)
 
@@ -156,10 +163,10 @@ def euclidean(rows: Tensor) -> Tensor:
     return torch.sqrt((rows * rows).sum(dim=1))
 
 
-def logits(cfg: MethodConfig, d: FunctionalD, x: Tensor, frozen: bool = False) -> Tensor:
+def logits(cfg: MethodConfig, d: FunctionalD, x: Tensor, frozen: bool = False, y: Tensor | None = None) -> Tensor:
     if cfg.name not in NORMALISED:  # none, sn (normalised inside D), wgan-gp, lgan: the raw output
-        return d(x, frozen)
-    f, g = output_and_gradient(d, x, frozen)
+        return d(x, frozen, y)
+    f, g = output_and_gradient(d, x, frozen, y)
     if cfg.name == "gn":
         return f / (euclidean(g) + f.abs())
     if cfg.name == "pgn":
@@ -213,14 +220,17 @@ def g_loss(cfg: LossConfig, f: Tensor) -> Tensor:
 # penalties and consistency regularization
 
 
-def penalty(cfg: MethodConfig, d: FunctionalD, real: Tensor, fake: Tensor) -> Tensor | None:
+def penalty(
+    cfg: MethodConfig, d: FunctionalD, real: Tensor, fake: Tensor, real_labels: Tensor | None = None
+) -> Tensor | None:
     """WGAN-GP λ·mean((‖∇D(x̂)‖ − 1)²) or LGAN λ·(max ‖∇D(x̂)‖)² on x̂ = real + α(fake − real)."""
     if cfg.name not in ("wgan-gp", "lgan"):
         return None
     n = min(len(real), len(fake))
     real, fake = real[:n].detach(), fake[:n].detach()
     alpha = torch.rand((n,) + (1,) * (real.ndim - 1))
-    _, g = output_and_gradient(d, real + alpha * (fake - real), frozen=False)
+    y = None if real_labels is None else real_labels[:n]
+    _, g = output_and_gradient(d, real + alpha * (fake - real), frozen=False, y=y)
     slope = euclidean(g)
     if cfg.name == "wgan-gp":
         return cfg.gp_lambda * ((slope - 1) ** 2).mean()
@@ -254,13 +264,22 @@ def cr_transform(x: Tensor, translate: float, flip: bool) -> Tensor:
 
 
 def consistency(
-    cfg: MethodConfig, d: FunctionalD, real: Tensor, real_logits: Tensor, fake: Tensor, fake_logits: Tensor
+    cfg: MethodConfig,
+    d: FunctionalD,
+    real: Tensor,
+    real_logits: Tensor,
+    fake: Tensor,
+    fake_logits: Tensor,
+    real_labels: Tensor | None = None,
+    fake_labels: Tensor | None = None,
 ) -> Tensor | None:
     if cfg.cr_lambda == 0:
         return None
-    term = ((logits(cfg, d, cr_transform(real, cfg.cr_translate, cfg.cr_flip)) - real_logits) ** 2).mean()
+    augmented = cr_transform(real, cfg.cr_translate, cfg.cr_flip)
+    term = ((logits(cfg, d, augmented, y=real_labels) - real_logits) ** 2).mean()
     if cfg.bcr:
-        term = term + ((logits(cfg, d, cr_transform(fake, cfg.cr_translate, cfg.cr_flip)) - fake_logits) ** 2).mean()
+        augmented = cr_transform(fake, cfg.cr_translate, cfg.cr_flip)
+        term = term + ((logits(cfg, d, augmented, y=fake_labels) - fake_logits) ** 2).mean()
     return cfg.cr_lambda * term
 
 
@@ -294,9 +313,19 @@ class Adam:
 # one run
 
 
-def run(recipe: Recipe, data: Tensor, start: Start) -> dict[str, dict[str, Tensor] | None]:
-    """Train from `start` on `data` (the dataset's uint8 images or points) as the contract says; final states."""
-    t, method = recipe.train, recipe.method
+def run(
+    recipe: Recipe, data: Tensor, start: Start, labels: Tensor | None = None
+) -> dict[str, dict[str, Tensor] | None]:
+    """Train from `start` on `data` (the dataset's uint8 images or points, with their class `labels` for a
+    class-conditional net) as the contract says; final states."""
+    t, method, classes = recipe.train, recipe.method, recipe.model.num_classes
+
+    def fake_labels(n: int) -> Tensor | None:
+        return torch.randint(classes, (n,)) if classes else None
+
+    def generate(z: Tensor, y: Tensor | None) -> Tensor:
+        return generator(z) if y is None else generator(z, y)
+
     generator, discriminator = nets.build_nets(recipe.model, tuple(data.shape[1:]))
     generator.load_state_dict(start.g)
     generator.train()
@@ -311,24 +340,31 @@ def run(recipe: Recipe, data: Tensor, start: Start) -> dict[str, dict[str, Tenso
     for s in range(1, t.steps + 1):
         factor = 1 - (s - 1) / t.steps if t.lr_decay == "linear" else 1.0
         lr_d, lr_g = t.lr_d * factor, t.lr_g * factor
-        reals = [real_batch(data, *stream.next(), recipe.data.hflip) for _ in range(t.n_dis)]
-        for real in reals:
+        batches = [stream.next() for _ in range(t.n_dis)]
+        for indices, flags in batches:
+            real = real_batch(data, indices, flags, recipe.data.hflip)
+            y_real = None if labels is None else labels[indices]
             with torch.no_grad():
-                fake = generator(torch.randn(t.batch_size_d, recipe.model.z_dim))
-            both = logits(method, d, torch.cat([real, fake]))
+                z = torch.randn(t.batch_size_d, recipe.model.z_dim)
+                y_fake = fake_labels(t.batch_size_d)
+                fake = generate(z, y_fake)
+            y_both = None if y_real is None or y_fake is None else torch.cat([y_real, y_fake])
+            both = logits(method, d, torch.cat([real, fake]), y=y_both)
             real_logits, fake_logits = both[: len(real)], both[len(real) :]
             loss_real, loss_fake = d_loss(recipe.loss, real_logits, fake_logits)
             loss = loss_real + loss_fake
-            extra = penalty(method, d, real, fake)
+            extra = penalty(method, d, real, fake, y_real)
             if extra is not None:
                 loss = loss + extra
-            cr = consistency(method, d, real, real_logits, fake, fake_logits)
+            cr = consistency(method, d, real, real_logits, fake, fake_logits, y_real, y_fake)
             if cr is not None:
                 loss = loss + cr
             opt_d.step(torch.autograd.grad(loss, d_params, allow_unused=True), lr_d)
 
-        fake = generator(torch.randn(t.batch_size_g, recipe.model.z_dim))
-        loss = g_loss(recipe.loss, logits(method, d, fake, frozen=True))
+        z = torch.randn(t.batch_size_g, recipe.model.z_dim)
+        y = fake_labels(t.batch_size_g)
+        fake = generate(z, y)
+        loss = g_loss(recipe.loss, logits(method, d, fake, frozen=True, y=y))
         opt_g.step(torch.autograd.grad(loss, g_params, allow_unused=True), lr_g)
 
         if ema is not None:

@@ -109,6 +109,25 @@ CASES: dict[str, list[str]] = {
         "method.lgan_lambda=0.3",
     ],
     "gn-no-hflip": ["method.name=gn", "data.hflip=false", "train.steps=4"],
+    # class-conditional: labels of the reals, uniform fake labels, GN (and CR) under each sample's label
+    "biggan-gn-cr-conditional": [
+        "model.arch=biggan32",
+        "model.num_classes=3",
+        "method.name=gn",
+        "loss.name=hinge",
+        "method.cr_lambda=5.0",
+        "method.bcr=true",
+        "train.n_dis=2",
+        "train.ema_start=2",
+    ],
+    "biggan-pgn-conditional": ["model.arch=biggan32", "model.num_classes=3", "method.name=pgn", "loss.name=hinge"],
+    "biggan-sn-conditional": ["model.arch=biggan32", "model.num_classes=3", "method.name=sn", "loss.name=hinge"],
+    "biggan-wgan-gp-conditional": [
+        "model.arch=biggan32",
+        "model.num_classes=3",
+        "method.name=wgan-gp",
+        "loss.name=wasserstein",
+    ],
 }
 SN_CASE = ["method.name=sn", "loss.name=hinge", "train.n_dis=2"]
 
@@ -138,7 +157,8 @@ def reference_and_trainer(recipe: Recipe, tmp_path: Path) -> tuple[dict[str, Any
         rng=torch.get_rng_state(),
     )
     data = built.dataset.tensor.clone()
-    expected = official_step.run(recipe, data, start)  # reads `start`, never writes it
+    labels = built.dataset.labels.clone() if recipe.model.num_classes and built.dataset.labels is not None else None
+    expected = official_step.run(recipe, data, start, labels)  # reads `start`, never writes it
     run = RunDir(tmp_path / "run")
     train(recipe, run)
     saved = checkpoint.load(run.checkpoint_path("last"))
