@@ -48,6 +48,10 @@ class DatasetSpec:
     label: str = ""
     # The split the papers train on and compute reference statistics of (FID against it); "" for sets no paper uses.
     paper_split: str = ""
+    # The split of the papers' reference statistics where it is not the one they train on ("" = paper_split):
+    # CelebA-HQ 128 trains on images 1-27,000 and compares against the last 3,000.
+    reference_split: str = ""
+
     # Class labels: how many classes the labelled splits have (0 = the set has none), and the splits without labels
     # (STL-10's unlabeled); a class-conditional recipe is refused on a split without them.
     num_classes: int = 0
