@@ -42,6 +42,8 @@ def test_the_paper_recipes_are_found() -> None:
     assert sum(name.startswith(("cifar10_cnn_", "cifar10_resnet_", "stl10_")) for name in names) == 44
     # CelebA-HQ 128 and 256 px x ResNet x (SN, GN, PGN, GraN)
     assert sum(name.startswith("celebahq") for name in names) == 8
+    # class-conditional CIFAR-10 x BigGAN x (SN, GN, PGN, GraN with and without CR)
+    assert sum(name.startswith("cifar10_biggan_") for name in names) == 8
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRIES))
@@ -59,12 +61,13 @@ def test_every_entry_describes_itself_in_the_same_columns(kind: str) -> None:
 @pytest.mark.parametrize("arch", nets.NETS.names())
 def test_a_net_builds_exactly_the_shapes_it_declares(arch: str) -> None:
     spec = nets.NETS.get(arch)
-    model = ModelConfig(arch=arch, z_dim=4, g_channels=8, d_channels=8)
+    model = ModelConfig(arch=arch, z_dim=4, g_channels=8, d_channels=8, num_classes=3 if spec.conditional else 0)
+    labels = (torch.tensor([0, 2]),) if spec.conditional else ()  # a class-conditional net: G(z, y), D(x, y)
     for shape in spec.shapes:
         generator, discriminator = nets.build_nets(model, shape)
-        fake = generator(torch.randn(2, 4))
+        fake = generator(torch.randn(2, 4), *labels)
         assert tuple(fake.shape[1:]) == shape
-        assert discriminator(fake).shape == (2, 1)
+        assert discriminator(fake, *labels).shape == (2, 1)
     others = {shape for other in nets.NETS.entries() for shape in other.shapes} - set(spec.shapes)
     for shape in others:
         with pytest.raises(RecipeError, match="model.arch"):
