@@ -772,25 +772,27 @@ def paper_tables(
     groups = _paper_groups(layout, mine, papers, lookup)
     if seen is not None:
         seen.update((group.protocol.id, group.protocol) for group in groups)
-    chosen: dict[tuple[str, str], _Group] = {}
-    for group in groups:  # per method and block, the comparable cell with most seeds; an evaluation after training
-        if not group.comparable:  # before an in-training one
+    # Per dataset (a column group: CelebA-HQ 128 and 256 share the ResNet rows), block and method: the comparable
+    # cell with most seeds; an evaluation after training before an in-training one.
+    chosen: dict[tuple[str, str, str], _Group] = {}
+    for group in groups:
+        if not group.comparable:
             continue
         rank = (group.protocol.selection_kind != IN_TRAINING, group.n)
-        current = chosen.get((group.block, group.method))
+        current = chosen.get(_slot(group))
         if current is None or rank > (current.protocol.selection_kind != IN_TRAINING, current.n):
-            chosen[(group.block, group.method)] = group
+            chosen[_slot(group)] = group
     real = _real_cells(layout, reference, papers, list(chosen.values()))
     if seen is not None:
         seen.update((protocol.id, protocol) for protocol, _ in real.values())
     rows: list[Row] = []
     for block in layout.blocks:
-        measured = [method for (b, method) in chosen if b == block]
+        measured = [method for (_, b, method) in chosen if b == block]
         for key in _row_keys(layout, block, papers, measured):
-            found = chosen.get((block, key))
             entries = []
             for column in columns:
                 dataset, metric = column.key.split("/")
+                found = chosen.get((dataset, block, key))
                 paper = papers.get(dataset, block, key, PAPER_METRIC.get(metric, metric))
                 ours = None
                 if found is not None:
@@ -827,10 +829,15 @@ def paper_tables(
     cite_sources(table)
     table.notes.append(_PAPER_NOTE)
     _note_unfinished(table, mine)
-    other = _other_table(layout, [group for group in groups if chosen.get((group.block, group.method)) is not group])
+    other = _other_table(layout, [group for group in groups if chosen.get(_slot(group)) is not group])
     if other is not None:
         table.notes.append(f"Cells measured under other protocols: table “{other.title}”.")
     return [table] + ([other] if other is not None else [])
+
+
+def _slot(group: _Group) -> tuple[str, str, str]:
+    """Where a cell of ours stands in a paper table: its dataset's columns, its block and method's row."""
+    return group.dataset, group.block, group.method
 
 
 _PAPER_NOTE = (
