@@ -144,6 +144,14 @@ CASES: dict[str, Case] = {
     "model.z_dim": Case("points", ("model.z_dim=5",)),
     "model.g_channels": Case("points", ("model.g_channels=8",)),
     "model.d_channels": Case("points", ("model.d_channels=8",)),
+    "model.num_classes": Case(
+        "images",
+        ("model.num_classes=3", "model.arch=biggan32"),
+        check="classes",
+        why="only a class-conditional net takes it, so it changes with model.arch: the labels must reach both nets "
+        "(G's conditional BatchNorm rows and D's projection embedding train) and a count other than the data's "
+        "must be refused",
+    ),
     # method none: GN's logits are invariant to scaling D, and sum pooling is mean pooling scaled
     "model.d_pool": Case("images", ("model.d_pool='sum'",), setup=("model.arch=resnet32",)),
     "method.name": Case("points", ("method.name=sn",)),
@@ -408,6 +416,21 @@ def check_bn_mode(runs: Runs, case: Case) -> None:
         assert sheet.read_bytes() != alt.run.sample_path(3, kind).read_bytes(), sheet.name
 
 
+def check_classes(runs: Runs, case: Case) -> None:
+    base, alt = runs.pair(case)
+    assert not any("embedding" in key for key in base.weights)
+    start = Trainer(alt.recipe, RunDir(runs.root.parent / "classes-start"))
+    start._build()
+    initial = {
+        **{f"G.{k}": v for k, v in start.G.state_dict().items()},
+        **{f"D.{k}": v for k, v in start.D.state_dict().items()},
+    }
+    for key in ("G.blocks.0.bn1.gain.weight", "G.blocks.2.bn2.bias.weight", "D.embedding.weight"):
+        assert not torch.equal(alt.weights[key], initial[key]), f"{key} never trained: the labels did not reach it"
+    with pytest.raises(RecipeError, match="^model.num_classes: shapes split train has 3 classes, not 4"):
+        runs.recipe(case.base, (*case.setup, "model.num_classes=4", "model.arch=biggan32"))
+
+
 def check_same_weights(runs: Runs, case: Case) -> None:
     base, alt = runs.pair(case)
     assert same_weights(base, alt)
@@ -439,6 +462,7 @@ CHECKS: dict[str, Callable[[Runs, Case], None]] = {
     "backend": check_backend,
     "select": check_select,
     "bn_mode": check_bn_mode,
+    "classes": check_classes,
     "same_weights": check_same_weights,
     "weights_file": check_weights_file,
     "eval_batch": check_eval_batch,
