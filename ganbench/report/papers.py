@@ -19,7 +19,7 @@ class PaperValue:
     """One number as a paper prints it: `text` keeps the paper's precision, `value`/`std` are for sums."""
 
     dataset: str  # cifar10, stl10, celebahq128, celebahq256
-    arch: str  # cnn, resnet, nas, real
+    arch: str  # cnn, resnet, biggan, nas, real
     method: str  # sn, sn-cr, gn, ..., autogan, real
     metric: str  # is, fid
     value: float
@@ -40,6 +40,7 @@ class PaperProtocol:
     description: str
     generator: str = "ema"  # whose scores the official code selects and reports: raw or ema
     ref_dataset: str | None = None  # the dataset of the FID reference statistics (None: not checked)
+    n_real: int | None = None  # the images behind the FID reference statistics (None: not checked)
 
 
 def parse_printed(text: str) -> tuple[float, float | None]:
@@ -105,6 +106,7 @@ def parse(tree: dict[str, Any]) -> PaperNumbers:
             description=entry["description"],
             generator=entry.get("generator", "ema"),
             ref_dataset=entry.get("ref_dataset"),
+            n_real=entry.get("n_real"),
         )
         for name, entry in tree.get("protocols", {}).items()
     }

@@ -151,19 +151,24 @@ def score_missing(
 
 
 def paper_datasets(results: Path) -> dict[str, tuple[Any, int]]:
-    """The papers' datasets the results folder has finished runs of (on the dataset itself, not a variant such as
-    cifar10-jpeg), each with one such run's recipe and the papers' n_fake: what `score_missing` scores."""
+    """The papers' datasets with a Real data row the results folder has finished runs of (on the dataset itself, not
+    a variant such as cifar10-jpeg), each with one such run's recipe and the papers' n_fake: what `score_missing`
+    scores."""
     from ganbench.report import papers
     from ganbench.report.collect import read_runs
+    from ganbench.report.tables import LAYOUTS
     from ganbench.store import RunDir
 
     protocols = papers.load().protocols
+    shown = {dataset for layout in LAYOUTS if "real" in layout.blocks for dataset in layout.datasets}
     found: dict[str, tuple[Any, int]] = {}
     runs, _ = read_runs(Path(results))
     for run in runs:
         name = str(run.config.get("data.name", ""))
         paper = protocols.get(name)
         if run.status != "finished" or paper is None or paper.ref_dataset != name or name in found:
+            continue
+        if name not in shown:  # a table without a Real data row (CelebA-HQ): nothing to score
             continue
         recipe = RunDir(run.root).read_recipe()
         found[name] = (recipe, int(paper.n_fake or recipe.eval.num_samples))

@@ -1,6 +1,6 @@
-"""Arrange run results into tables: each paper table in the paper's layout (CIFAR-10, STL-10, CelebA-HQ), a table of
-the cells measured under other protocols beside each, a summary per recipe matching no layout, and a table of every
-run; each measured cell carries the protocol it was measured under.
+"""Arrange run results into tables: each paper table in the paper's layout (CIFAR-10, STL-10, conditional BigGAN on
+CIFAR-10, CelebA-HQ), a table of the cells measured under other protocols beside each, a summary per recipe
+matching no layout, and a table of every run; each measured cell carries the protocol it was measured under.
 
 A paper row holds exactly one cell per method and block: the one measured under the paper's protocol (the paper
 recipe's training, the papers' samples, reference statistics and generator, the best checkpoint of training). Cells
@@ -40,8 +40,17 @@ ARCH_FAMILIES = {
     "resnet48": "resnet",
     "resnet128": "resnet",
     "resnet256": "resnet",
+    "biggan32": "biggan",
 }
-GROUPS = {"cnn": "Standard CNN", "resnet": "ResNet", "nas": "Architecture search", "real": "Real data"}
+GROUPS = {
+    "cnn": "Standard CNN",
+    "resnet": "ResNet",
+    "biggan": "BigGAN",
+    "nas": "Architecture search",
+    "real": "Real data",
+}
+# The recipe keys that make a model class-conditional: a run is conditional when one of them is above zero.
+CLASS_KEYS = ("model.num_classes",)
 METHODS = {
     "sn": "SN-GAN",
     "wgan-gp": "WGAN-GP",
@@ -67,6 +76,9 @@ class Layout:
     datasets: tuple[str, ...]
     metrics: tuple[str, ...]
     blocks: tuple[str, ...]
+    conditional: bool = False  # whether its runs are class-conditional (never mixed with unconditional ones)
+    # Rows shown before papers.toml holds any of the table's cells: the methods of the shipped recipes, in order
+    rows: tuple[str, ...] = ()
 
 
 LAYOUTS = (
@@ -79,6 +91,15 @@ LAYOUTS = (
     ),
     Layout(
         "stl10", "STL-10, unconditional generation", ("stl10",), ("is_mean", "fid"), ("real", "cnn", "resnet", "nas")
+    ),
+    Layout(
+        "biggan",
+        "CIFAR-10, conditional (BigGAN)",
+        ("cifar10",),
+        ("is_mean", "fid"),
+        ("biggan",),
+        conditional=True,
+        rows=("sn", "sn-cr", "gn", "gn-cr", "pgn", "pgn-cr", "gran", "gran-cr"),
     ),
     Layout("celebahq", "CelebA-HQ", ("celebahq128", "celebahq256"), ("fid",), ("resnet",)),
 )
@@ -248,6 +269,11 @@ def arch_family(config: dict[str, Any]) -> str | None:
     return ARCH_FAMILIES.get(str(config.get("model.arch", "")))
 
 
+def conditional(config: dict[str, Any]) -> bool:
+    """Whether the run's model is class-conditional (its recipe gives it classes)."""
+    return any(int(config.get(key, 0) or 0) > 0 for key in CLASS_KEYS)
+
+
 def paper_recipe_name(dataset: str, arch: str, key: str) -> str:
     """The shipped recipe of one paper configuration: cifar10_cnn_gn_cr, celebahq128_resnet_sn, ..."""
     base, cr = split_key(key)
@@ -255,12 +281,12 @@ def paper_recipe_name(dataset: str, arch: str, key: str) -> str:
 
 
 def layout_of(run: RunResult) -> str:
-    """The paper table a run belongs to (cifar10, stl10, celebahq), or generic."""
+    """The paper table a run belongs to (cifar10, stl10, biggan, celebahq), or generic. Conditional and
+    unconditional runs never share a table: the papers' conditional numbers are BigGAN's on CIFAR-10 alone."""
     dataset, family = paper_dataset(run.config), arch_family(run.config)
-    if dataset in ("cifar10", "stl10") and family in ("cnn", "resnet"):
-        return dataset
-    if dataset in ("celebahq128", "celebahq256") and family == "resnet":
-        return "celebahq"
+    for layout in LAYOUTS:
+        if conditional(run.config) == layout.conditional and dataset in layout.datasets and family in layout.blocks:
+            return layout.key
     return "generic"
 
 
@@ -524,6 +550,8 @@ def paper_gaps(
             gaps.append(f"reference statistics of {fields.get('ref_dataset')} (paper: {paper.ref_dataset})")
         if paper.ref_split is not None and fields.get("ref_split") != paper.ref_split:
             gaps.append(f"reference split {fields.get('ref_split')} (paper: {paper.ref_split})")
+        if paper.n_real is not None and fields.get("n_real") != str(paper.n_real):
+            gaps.append(f"reference statistics of {fields.get('n_real')} images (paper: {paper.n_real})")
     if protocol.generator != paper.generator:
         words = {"ema": "EMA", "raw": "raw"}
         gaps.append(f"{words.get(protocol.generator, protocol.generator)} generator (paper: {words[paper.generator]})")
@@ -743,11 +771,19 @@ def _real_cells(
 
 
 def _row_keys(layout: Layout, block: str, papers: PaperNumbers, measured: Iterable[str]) -> list[str]:
-    """The paper's rows of a block in the paper's order, then measured methods the paper lacks, in METHOD_ORDER."""
+    """The paper's rows of a block in the paper's order (the layout's own rows where papers.toml holds none of the
+    table), then measured methods not among them, in METHOD_ORDER."""
     keys: list[str] = []
     for dataset in layout.datasets:
         keys += [key for key in papers.rows(dataset, block) if key not in keys]
+    if not _transcribed(layout, papers):
+        keys = list(layout.rows)
     return keys + sorted({key for key in measured if key not in keys}, key=method_order)
+
+
+def _transcribed(layout: Layout, papers: PaperNumbers) -> bool:
+    """Whether papers.toml holds any of the paper's cells of this table."""
+    return any(papers.rows(dataset, block) for dataset in layout.datasets for block in layout.blocks)
 
 
 def paper_tables(
@@ -827,6 +863,11 @@ def paper_tables(
         )
     mark_best(table)
     cite_sources(table)
+    if not _transcribed(layout, papers):
+        table.notes.append(
+            "Paper values not transcribed: papers.toml holds none of this table's published numbers yet (no "
+            "source was at hand to read them from), so the paper column and Δ stay empty rather than guessed."
+        )
     table.notes.append(_PAPER_NOTE)
     _note_unfinished(table, mine)
     other = _other_table(layout, [group for group in groups if chosen.get(_slot(group)) is not group])
