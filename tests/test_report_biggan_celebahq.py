@@ -2,14 +2,14 @@
 evaluator itself wrote (`Evaluation.rows`, with the stand-in generators and channel-mean extractor of
 tests/test_report_render.py), under the papers' protocols and beside them.
 
-The recipe fields the evaluation does not read are set by hand in each run's recipe.toml (and in the paper recipes
-it is compared with): `model.num_classes` that makes a model conditional, and the CelebA-HQ dataset names. The tree:
+The tree (each paper-protocol run's recipe is also its row's paper recipe):
 
-- CIFAR-10, conditional BigGAN-32 (10 classes; raw G, 50k samples against train statistics, as the GN-GAN code):
+- CIFAR-10, conditional BigGAN-32 (model.num_classes = 10, so the evaluator samples G(z, y) with uniform labels;
+  the raw G, 50k samples against train statistics, as the GN-GAN code):
   SN, GN seeds 0-1, GN-CR, PGN; an unconditional GN on the standard CNN; a conditional standard-CNN GN and an
   unconditional BigGAN-32 GN (neither belongs to a paper table);
-- CelebA-HQ 128 (3k samples against 3k images, the EMA G, whose FID here is worse than the raw G's at every step):
-  PGN seeds 0-1, GN, SN, GraN; GN with 1k samples; PGN against all 30k images;
+- CelebA-HQ 128 (3k samples against the 3k test images, the EMA G, whose FID here is worse than the raw G's at every
+  step): PGN seeds 0-1, GN, SN, GraN; GN with 1k samples; PGN against all 30k images;
 - CelebA-HQ 256 (10k samples against 30k images): PGN, GN; SN selecting the raw G.
 """
 
@@ -19,14 +19,13 @@ import csv
 import dataclasses
 import io
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import tomli_w
 import torch
+from torch import nn
 
 from ganbench.metrics import inception
 from ganbench.metrics.refstats import RefStats, stats_key
@@ -70,14 +69,24 @@ def reference_of(extractor: Scaled, dataset: str, split: str, n: int) -> RefStat
     )
 
 
-def recipe(name: str, arch: str, method: str, seed: int, samples: int, select: str, cr: float = 0.0) -> Recipe:
-    """A paper recipe of the test (the evaluation reads its eval and train sections; the rest is compared with the
-    paper recipe of the row)."""
+def recipe(
+    name: str,
+    arch: str,
+    method: str,
+    seed: int,
+    samples: int,
+    select: str,
+    cr: float = 0.0,
+    classes: int = 0,
+    data: tuple[str, str] = ("cifar10", "train"),
+) -> Recipe:
+    """A paper recipe of the test (the evaluation reads its eval, train and model.num_classes; the rest is compared
+    with the paper recipe of the row)."""
     return Recipe(
         name=name,
         seed=seed,
-        data=DataConfig(name="cifar10", split="train"),
-        model=ModelConfig(arch=arch, z_dim=8),
+        data=DataConfig(name=data[0], split=data[1]),
+        model=ModelConfig(arch=arch, z_dim=8, num_classes=classes),
         method=MethodConfig(name=method, cr_lambda=cr),
         loss=LossConfig(name="hinge"),
         train=TrainConfig(steps=3000, batch_size_g=1000, sample_every=1000, checkpoint_every=1000),
@@ -85,16 +94,12 @@ def recipe(name: str, arch: str, method: str, seed: int, samples: int, select: s
     )
 
 
-def hand_set(text: str, keys: dict[str, Any]) -> str:
-    """A recipe's TOML with dotted `keys` set: the fields the evaluation does not read."""
-    tree = tomllib.loads(text)
-    for dotted, value in keys.items():
-        section_name, key = dotted.split(".")
-        tree[section_name][key] = value
-    return tomli_w.dumps(tree)
+class ClassLevel(Level):
+    """Level, class-conditional: G(z, y) shifts each class's colour a little (the evaluator passes labels)."""
 
-
-CONDITIONAL = {"model.num_classes": 10}
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        assert y is not None, "a conditional recipe's evaluation samples with labels"
+        return super().forward(z + 0.02 * y[:, None].to(z.dtype))
 
 
 def run(
@@ -102,26 +107,23 @@ def run(
     recipes: Path,
     where: str,
     made: Recipe,
-    steps: dict[int, dict[str, torch.nn.Module]],
+    steps: dict[int, dict[str, nn.Module]],
     extraction: Extraction,
-    keys: dict[str, Any],
 ) -> RunDir:
-    """A finished run with the evaluator's rows; `keys` hand-set in its recipe.toml and in its paper recipe."""
-    done = train_run(results / where, made, steps, extraction)
-    done.recipe_path.write_text(hand_set(done.recipe_path.read_text(), keys))
+    """A finished run with the evaluator's rows; its recipe is also its row's paper recipe (first come)."""
     paper = recipes / f"{made.name}.toml"
-    if not paper.exists():  # the paper recipe: the test's recipe with 50k/3k/10k samples and its G
-        paper.write_text(hand_set(made.to_toml(), keys))
-    return done
+    if not paper.exists():
+        paper.write_text(made.to_toml())
+    return train_run(results / where, made, steps, extraction)
 
 
-def raw_and_ema(*ema: float, raw_offset: float = -0.1) -> dict[int, dict[str, torch.nn.Module]]:
+def raw_and_ema(*ema: float, raw_offset: float = -0.1) -> dict[int, dict[str, nn.Module]]:
     """Raw and EMA generators at steps 1000, 2000, ...; the raw G nearer the reference (a better FID than EMA's)."""
     return {1000 * (i + 1): {"raw": Level(level + raw_offset), "ema": Level(level)} for i, level in enumerate(ema)}
 
 
-def raw(*levels: float) -> dict[int, dict[str, torch.nn.Module]]:
-    return {1000 * (i + 1): {"raw": Level(level)} for i, level in enumerate(levels)}
+def raw(*levels: float, kind: type[Level] = Level) -> dict[int, dict[str, nn.Module]]:
+    return {1000 * (i + 1): {"raw": kind(level)} for i, level in enumerate(levels)}
 
 
 def build(root: Path) -> tuple[Path, Path]:
@@ -148,19 +150,19 @@ def _build(root: Path) -> tuple[Path, Path]:
         ("pgn", 0, 0.0, (0.45, 0.18, 0.22)),
     ):
         name = f"cifar10_biggan_{method}" + ("_cr" if cr else "")
-        made = recipe(name, "biggan32", method, seed, 50000, "raw", cr)
-        run(results, recipes, f"biggan/{name}/seed-{seed}", made, raw(*levels), cifar, CONDITIONAL)
+        made = recipe(name, "biggan32", method, seed, 50000, "raw", cr, classes=10)
+        run(results, recipes, f"biggan/{name}/seed-{seed}", made, raw(*levels, kind=ClassLevel), cifar)
     # CIFAR-10 unconditional, standard CNN: the paper table of unconditional generation.
     uncond = recipe("cifar10_cnn_gn", "cnn32", "gn", 0, 50000, "raw")
-    run(results, recipes, "cifar10/cnn-gn/seed-0", uncond, raw(0.6, 0.33, 0.4), cifar, {})
+    run(results, recipes, "cifar10/cnn-gn/seed-0", uncond, raw(0.6, 0.33, 0.4), cifar)
     # A conditional standard CNN and an unconditional BigGAN: no paper table holds either.
-    cond_cnn = dataclasses.replace(uncond, name="cifar10_cnn_gn_conditional")
-    done = train_run(results / "cifar10/cnn-gn-conditional/seed-0", cond_cnn, raw(0.7, 0.9), cifar)
-    done.recipe_path.write_text(hand_set(done.recipe_path.read_text(), CONDITIONAL))
+    cond_cnn = recipe("cifar10_cnn_gn_conditional", "cnn32", "gn", 0, 50000, "raw", classes=10)
+    train_run(results / "cifar10/cnn-gn-conditional/seed-0", cond_cnn, raw(0.7, 0.9, kind=ClassLevel), cifar)
     plain = recipe("cifar10_biggan_gn_unconditional", "biggan32", "gn", 0, 50000, "raw")
     train_run(results / "cifar10/biggan-unconditional/seed-0", plain, raw(0.8, 0.75), cifar)
 
-    # CelebA-HQ: the evaluation's dataset is a folder of images; the run's recipe names the paper dataset.
+    # CelebA-HQ: 128 px trains on images 1-27,000 and compares with the last 3,000; 256 px trains on and compares
+    # with all 30,000.
     refs = {
         (dataset, n_real): Extraction(extractor, reference_of(extractor, dataset, split, n_real))
         for dataset, split, n_real in (
@@ -175,24 +177,18 @@ def _build(root: Path) -> tuple[Path, Path]:
     ) -> None:
         n_fake, paper_real = RESOLUTION[dataset]
         name = f"{dataset}_resnet_{method}"
-        made = recipe(name, f"resnet{dataset[-3:]}", method, seed, n_fake, kw.get("select", "ema"))
-        keys = {"data.name": dataset}
+        split = "train" if dataset == "celebahq128" else "all"
+        made = recipe(
+            name, f"resnet{dataset[-3:]}", method, seed, n_fake, kw.get("select", "ema"), data=(dataset, split)
+        )
         if not (samples or n_real or kw):  # the paper recipe is written by the first run under the paper protocol
-            run(
-                results,
-                recipes,
-                f"{dataset}/{method}/seed-{seed}",
-                made,
-                raw_and_ema(*levels),
-                refs[dataset, paper_real],
-                keys,
-            )
+            where = f"{dataset}/{method}/seed-{seed}"
+            run(results, recipes, where, made, raw_and_ema(*levels), refs[dataset, paper_real])
             return
         changed = dataclasses.replace(made, eval=dataclasses.replace(made.eval, num_samples=samples or n_fake))
         extraction = refs[dataset, n_real or paper_real]
         tag = "-".join(f"{k}{v}" for k, v in (("n", samples), ("real", n_real), *kw.items()) if v)
-        done = train_run(results / f"{dataset}/{method}-{tag}/seed-{seed}", changed, raw_and_ema(*levels), extraction)
-        done.recipe_path.write_text(hand_set(done.recipe_path.read_text(), keys))
+        train_run(results / f"{dataset}/{method}-{tag}/seed-{seed}", changed, raw_and_ema(*levels), extraction)
 
     celeba("celebahq128", "pgn", 0, (0.3, 0.12, 0.2))
     celeba("celebahq128", "pgn", 1, (0.25, 0.14, 0.18))
