@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import sys
 import warnings
@@ -372,12 +373,53 @@ def compare(
             help="Runs at once per GPU (or on the CPU when there is none or every recipe sets train.device=cpu)."
         ),
     ] = 1,
+    slurm_gpus: Annotated[
+        int | None,
+        typer.Option(
+            help="Slurm: GPUs per job (one job per run; several run it through torchrun); default 1 where the "
+            "partition has GPUs, else 0.",
+            show_default=False,
+        ),
+    ] = None,
+    slurm_cpus: Annotated[
+        int | None, typer.Option(help="Slurm: CPU cores per job; default Slurm's.", show_default=False)
+    ] = None,
+    slurm_time: Annotated[
+        str | None,
+        typer.Option(
+            help="Slurm: time limit per job (minutes, H:MM:SS, D-HH); a job requeues itself at the limit and "
+            "resumes; default the partition's.",
+            show_default=False,
+        ),
+    ] = None,
+    slurm_partition: Annotated[
+        str | None, typer.Option(help="Slurm: partition; default the cluster's default.", show_default=False)
+    ] = None,
+    slurm_account: Annotated[str | None, typer.Option(help="Slurm: account to charge.", show_default=False)] = None,
+    slurm_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Slurm: a TOML file whose [slurm] table sets gpus, cpus, time, partition, account (the options "
+            "above win).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one recipe per (method, seed), skipping finished runs and resuming interrupted ones, then print the table."""
     from ganbench import compare as comparing
+    from ganbench import slurm
     from ganbench.report import build_report
 
     def work() -> None:
+        asked = slurm.SlurmResources(slurm_gpus, slurm_cpus, slurm_time, slurm_partition, slurm_account)
+        if launcher != "slurm" and (asked != slurm.SlurmResources() or slurm_config is not None):
+            raise GanbenchError("--slurm-* options: only with --launcher slurm")
+        resources = slurm.merge(slurm.load_config(slurm_config) if slurm_config else None, asked)
+        if (resources.gpus or 0) > 1 and "nproc" not in inspect.signature(train).parameters:
+            raise GanbenchError(
+                f"--slurm-gpus {resources.gpus}: `ganbench train` has no multi-GPU mode yet, so torchrun's processes "
+                "would all train the same run; give --slurm-gpus 1"
+            )
         planned = comparing.plan(
             comparing.parse_methods(methods),
             recipe_path=recipe_path,
@@ -389,7 +431,9 @@ def compare(
         console.print(comparing.format_plan(planned, commands=dry_run), soft_wrap=True, highlight=False, markup=False)
         if dry_run:
             return
-        done = comparing.run_plan(planned, launcher=launcher, progress=RichProgress("run"), jobs=jobs)
+        done = comparing.run_plan(
+            planned, launcher=launcher, progress=RichProgress("run"), jobs=jobs, slurm_resources=resources
+        )
         if launcher == "slurm":
             console.print(comparing.format_plan(done), soft_wrap=True, highlight=False, markup=False)
             return
@@ -425,7 +469,7 @@ def report(
     tables: Annotated[
         str | None,
         typer.Option(
-            help="Comma list of tables: cifar10, stl10, celebahq (each with its other-protocols table), other "
+            help="Comma list of tables: cifar10, stl10, biggan (conditional CIFAR-10), celebahq (each with its other-protocols table), other "
             "(recipes of no paper table), runs; default all (LaTeX: all but runs)."
         ),
     ] = None,
