@@ -469,8 +469,8 @@ def report(
     tables: Annotated[
         str | None,
         typer.Option(
-            help="Comma list of tables: cifar10, stl10, biggan (conditional CIFAR-10), celebahq (each with its other-protocols table), other "
-            "(recipes of no paper table), runs; default all (LaTeX: all but runs)."
+            help="Comma list of tables: cifar10, stl10, biggan (conditional CIFAR-10), celebahq (each with its "
+            "other-protocols table), other (recipes of no paper table), runs; default all (LaTeX: all but runs)."
         ),
     ] = None,
     columns: Annotated[str, typer.Option(help="The paper tables' columns: ours, paper or both.")] = "both",
