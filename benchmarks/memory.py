@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parent.parent
 GIB = 2**30
 GPU_SIZES_GB = (80, 40, 24)  # as sold: 10^9 bytes
 FRAGMENTATION, CONTEXT_GIB = 1.1, 1.0
+# The paper splits' sizes, so that no dataset file is needed to count them.
+SPLIT_SIZES = {("cifar10", "train"): 50_000, ("cifar10-jpeg", "train"): 50_000, ("stl10", "unlabeled"): 100_000}
 DEFAULT_RECIPES = [
     *(f"celebahq{px}_resnet_{m}" for px in (128, 256) for m in ("sn", "gn", "pgn", "gran")),
     "cifar10_biggan_gn",
@@ -159,6 +161,8 @@ def data_bytes(recipe: recipes.Recipe) -> int:
         per_image *= n
     if recipe.data.name.startswith("celebahq"):  # the split's size as the papers' layout says, no file read
         count = len(celebahq.split_range(recipe.data.name, recipe.data.split, celebahq.PAPER_LAYOUT.total))
+    elif (recipe.data.name, recipe.data.split) in SPLIT_SIZES:
+        count = SPLIT_SIZES[recipe.data.name, recipe.data.split]
     else:
         count = len(data.load_dataset(recipe.data))
     return count * per_image * (4 if len(shape) == 1 else 1)
