@@ -4,8 +4,9 @@ The trainer's step body (train/step.py, whose docstring lists the rules) reads o
 real batches and, for a class-conditional net, their labels, the learning rates, the EMA weight) and writes only
 device tensors (weights, optimizer state, loss totals), so on CUDA it can be captured once as a graph and replayed:
 one launch per step instead of hundreds, and no host synchronisation. The random draws inside (z, the fakes'
-labels, CR's shifts, the penalties' interpolation weights) come from the default CUDA generator, which PyTorch keeps graph-safe: a replay draws the numbers the same eager step would have
-drawn, and the generator's state (so the checkpoint) advances with every replay.
+labels, CR's shifts, the penalties' interpolation weights) come from the default CUDA generator, which PyTorch keeps
+graph-safe: a replay draws the numbers the same eager step would have drawn, and the generator's state (so the
+checkpoint) advances with every replay.
 """
 
 from __future__ import annotations
