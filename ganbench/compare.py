@@ -12,7 +12,6 @@ import concurrent.futures
 import dataclasses
 import fcntl
 import hashlib
-import json
 import os
 import queue
 import re
@@ -25,22 +24,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import ganbench
 from ganbench import recipe as recipes
+from ganbench import slurm
 from ganbench.errors import GanbenchError, RecipeError, RunDirError
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
 from ganbench.report import shipped_recipe_dirs
 from ganbench.report.collect import flatten
-from ganbench.store import RunDir, atomic_write_text
+from ganbench.slurm import SlurmResources
+from ganbench.store import RunDir
 
 PROTOCOLS = ("controlled", "paper")
 LAUNCHERS = ("local", "slurm")
-STATES = ("missing", "interrupted", "running", "finished", "diverged", "failed", "conflict", "submitted")
+STATES = ("missing", "interrupted", "running", "finished", "diverged", "failed", "conflict", "submitted", "queued")
 TO_RUN = ("missing", "interrupted", "failed")  # a diverged run would diverge again; a conflict needs the user
-# (running: another process holds the run's lock and trains it now; starting a second trainer would be refused)
+# (running: another process holds the run's lock and trains it now; starting a second trainer would be refused;
+# submitted: a Slurm job was submitted for it by this call; queued: a Slurm job from an earlier call has it)
 METHOD_ALIASES = {"wgangp": "wgan-gp"}  # recipe file names spell methods without dashes
 RECIPE_TAGS = {"wgan-gp": "wgangp"}
 # The LGAN code's default objective (sGAN_type "exp", ZhimingZhou/LGANs-for-reproduce code/sobolev_cifar10.py), as
@@ -322,7 +323,7 @@ def manual_command(item: PlannedRun) -> str:
 
 def did_not_finish(done: list[PlannedRun]) -> list[PlannedRun]:
     """The runs of a finished call that did not end finished (or submitted, or still trained by another process)."""
-    return [item for item in done if item.state not in ("finished", "submitted", "running")]
+    return [item for item in done if item.state not in ("finished", "submitted", "queued", "running")]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -352,7 +353,7 @@ def run_plan(
     launcher: str = "local",
     devices: list[str] | None = None,
     progress: Progress | None = None,
-    slurm_options: dict[str, Any] | None = None,
+    slurm_resources: SlurmResources | None = None,
     jobs: int = 1,
 ) -> list[PlannedRun]:
     """Run what is missing, resume what was interrupted or failed, skip the rest; returns the new states.
@@ -360,7 +361,7 @@ def run_plan(
     local: `jobs` `ganbench train` subprocesses per device at a time (devices: GPU indices; default every visible
     GPU, else the CPU; runs whose recipes all ask for train.device = "cpu" share the CPU, `jobs` at a time); a run
     that fails does not stop the others. slurm: submit each run through submitit (`pip install 'ganbench[slurm]'`)
-    and return at once, states "submitted".
+    asking for `slurm_resources` and return at once: states "submitted", or "queued" where a live job has the run.
     """
     if launcher not in LAUNCHERS:
         raise GanbenchError(f"--launcher {launcher}: choose one of {', '.join(LAUNCHERS)}")
@@ -368,7 +369,7 @@ def run_plan(
         raise GanbenchError(f"--jobs {jobs}: give 1 to {MAX_JOBS} runs at once per device")
     todo = [item for item in planned if item.state in TO_RUN]
     if launcher == "slurm":
-        done = _submit_slurm(todo, slurm_options or {})
+        done = _submit_slurm(todo, slurm_resources or SlurmResources())
     else:
         slots: list[str | None] | None = list(devices) if devices is not None else None
         if slots is None and todo and all(item.recipe.train.device == "cpu" for item in todo):
@@ -525,63 +526,32 @@ def _error_line(path: Path) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Slurm through submitit
+# Slurm
 
 
-class TrainJob:
-    """A picklable training job for submitit; on preemption or timeout it requeues itself and resumes."""
-
-    def __init__(self, recipe_toml: str, run_dir: str) -> None:
-        self.recipe_toml, self.run_dir = recipe_toml, run_dir
-
-    def __call__(self) -> str:
-        from ganbench.metrics.evaluate import TrainingEvaluator
-        from ganbench.train.loop import train
-
-        info = train(recipes.loads(self.recipe_toml), RunDir(self.run_dir), None, TrainingEvaluator)
-        return str(info.get("status"))
-
-    def checkpoint(self) -> Any:
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(TrainJob(self.recipe_toml, self.run_dir))
-
-
-QUEUED = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
-
-
-def _submit_slurm(todo: list[PlannedRun], options: dict[str, Any]) -> dict[int, PlannedRun]:
-    try:
-        import submitit
-    except ImportError:
-        raise GanbenchError("--launcher slurm: needs submitit; install it with pip install 'ganbench[slurm]'") from None
+def _submit_slurm(todo: list[PlannedRun], resources: SlurmResources) -> dict[int, PlannedRun]:
+    """One job per run through submitit (ganbench.slurm); a run some live job trains already is not submitted."""
     done: dict[int, PlannedRun] = {}
+    slurm.require_submitit()
     if not todo:
         return done
-    folder = todo[0].run_dir.parent.parent / "slurm"
-    jobs_file = folder / "jobs.json"
-    jobs: dict[str, str] = json.loads(jobs_file.read_text()) if jobs_file.is_file() else {}
-    executor = submitit.AutoExecutor(folder=str(folder))
-    executor.update_parameters(**{"gpus_per_node": 1, "timeout_min": 24 * 60, **options})
+    request = slurm.resolve(resources, cpu_only=all(item.recipe.train.device == "cpu" for item in todo))
+    by_dir = {item.run_dir: item for item in todo}
+    runs = [
+        slurm.SlurmRun(item.run_dir, item.recipe.to_toml(), f"ganbench-{item.method}-seed-{item.seed}") for item in todo
+    ]
+    jobs = slurm.submit(
+        runs, request, results_root(todo) / "slurm", lambda run: _clear_stale_start(by_dir[run.run_dir])
+    )
     for item in todo:
-        key = str(item.run_dir)
-        if key in jobs and _slurm_state(submitit, folder, jobs[key]) in QUEUED:
-            # A run still queued or running from an earlier call: submitting it again would train it twice.
-            done[id(item)] = dataclasses.replace(item, state="submitted", message=f"slurm job {jobs[key]}")
-            continue
-        _clear_stale_start(item)
-        job = executor.submit(TrainJob(item.recipe.to_toml(), key))
-        jobs[key] = str(job.job_id)
-        done[id(item)] = dataclasses.replace(item, state="submitted", message=f"slurm job {job.job_id}")
-    atomic_write_text(jobs_file, json.dumps(jobs, indent=2, sort_keys=True) + "\n")
+        job = jobs[item.run_dir]
+        if job.state == "submitted":
+            done[id(item)] = dataclasses.replace(
+                item, state="submitted", message=f"slurm job {job.job_id}: {request.describe()}"
+            )
+        else:
+            done[id(item)] = dataclasses.replace(item, state="queued", message=f"slurm job {job.job_id} {job.state}")
     return done
-
-
-def _slurm_state(submitit: Any, folder: Path, job_id: str) -> str:
-    try:
-        return str(submitit.SlurmJob(folder=str(folder), job_id=job_id).state).split()[0].upper()
-    except Exception:  # no sacct here, an expired record: treat the job as gone
-        return "UNKNOWN"
 
 
 def results_root(planned: list[PlannedRun]) -> Path:

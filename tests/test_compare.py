@@ -16,7 +16,9 @@ import pytest
 from ganbench import SCHEMA_VERSION, compare
 from ganbench.compare import PlannedRun, parse_methods, parse_seeds, plan, run_plan, run_state
 from ganbench.errors import GanbenchError, RecipeError
+from ganbench.slurm import SlurmResources
 from ganbench.store import RunDir
+from tests.test_slurm import FakeSlurm, fake_slurm_on_path
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = [  # the quickstart cut down to its trainers' start-up: 30 steps, a checkpoint and an evaluation every 10
@@ -327,44 +329,84 @@ def test_cli_compare_fails_naming_the_run_and_prints_only_its_runs(
     assert dry.exit_code == 0 and "--set seed=3" in dry.output and 'method.name="sn"' in dry.output
 
 
-def test_slurm_submits_through_submitit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    submitted: list[Any] = []
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
+    return fake_slurm_on_path(tmp_path / "fake-slurm", monkeypatch)
 
-    class Executor:
-        def __init__(self, folder: str) -> None:
-            self.folder, self.parameters = folder, {}
 
-        def update_parameters(self, **kwargs: Any) -> None:
-            self.parameters.update(kwargs)
-
-        def submit(self, job: Any) -> Any:
-            submitted.append((self, job))
-            return types.SimpleNamespace(job_id=str(1000 + len(submitted)))
-
-    states = {"1001": "RUNNING", "1002": "FAILED"}
-
-    class SlurmJob:
-        def __init__(self, folder: str, job_id: str) -> None:
-            self.state = states[job_id]
-
-    fake = types.ModuleType("submitit")
-    fake.AutoExecutor = Executor  # type: ignore[attr-defined]
-    fake.SlurmJob = SlurmJob  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "submitit", fake)
+def test_slurm_submits_each_missing_run_once(tmp_path: Path, fake_slurm: FakeSlurm) -> None:
     planned = plan(["gn", "sn"], seeds=[0], results=tmp_path)
-    done = run_plan(planned, launcher="slurm", slurm_options={"slurm_partition": "gpu"})
+    done = run_plan(planned, launcher="slurm", slurm_resources=SlurmResources(cpus=2, time="1:00:00"))
     assert [item.state for item in done] == ["submitted", "submitted"]
-    assert [item.message for item in done] == ["slurm job 1001", "slurm job 1002"]
-    executor, job = submitted[0]
-    assert executor.parameters == {"gpus_per_node": 1, "timeout_min": 1440, "slurm_partition": "gpu"}
-    assert isinstance(job, compare.TrainJob) and job.run_dir == str(planned[0].run_dir)
-    # Again while job 1001 still runs and 1002 failed: only the failed one is submitted again.
+    assert [item.message for item in done] == ["slurm job 100: 0 GPUs, 2 CPUs, 01:00:00"] + [
+        "slurm job 101: 0 GPUs, 2 CPUs, 01:00:00"
+    ]
+    sent = fake_slurm.submitted()
+    assert [job["comment"] for job in sent] == [str(item.run_dir.resolve()) for item in planned]
+    assert [(job["cpus-per-task"], job["time"]) for job in sent] == [("2", "60"), ("2", "60")]
+    assert "gpus-per-node" not in sent[0]  # a CPU-only cluster: no GPU asked for
+    pickled = tmp_path / "compare" / "quickstart" / "slurm" / "100_submitted.pkl"
+    assert pickled.is_file()  # submitit's folder beside the runs
+    # Again while job 100 runs and 101 was cancelled: only the cancelled one is submitted again.
+    fake_slurm.set_state("100", "RUNNING")
+    fake_slurm.set_state("101", "CANCELLED")
     again = run_plan(plan(["gn", "sn"], seeds=[0], results=tmp_path), launcher="slurm")
-    assert [item.message for item in again] == ["slurm job 1001", "slurm job 1003"]
-    assert len(submitted) == 3
+    assert [(item.state, item.message.split(":")[0]) for item in again] == [
+        ("queued", "slurm job 100 RUNNING"),
+        ("submitted", "slurm job 102"),
+    ]
+    assert compare.did_not_finish(again) == []
+    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setitem(sys.modules, "submitit", None)  # not installed
     with pytest.raises(GanbenchError, match=r"ganbench\[slurm\]"):
         run_plan(planned, launcher="slurm")
+    monkeypatch.undo()
+
+
+def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ganbench", "compare", "--launcher", "slurm", *args], capture_output=True, text=True
+    )
+
+
+def test_cli_slurm_errors_are_one_line(tmp_path: Path, fake_slurm: FakeSlurm) -> None:
+    """Through the console script: a wrong request exits 2, Slurm out of reach exits 1, one line each."""
+    from typer.testing import CliRunner
+
+    from ganbench.cli import app
+
+    base = ["compare", "--methods", "gn,sn", "--results", str(tmp_path / "results")]
+    for extra, message in [
+        (["--slurm-gpus", "1"], "--slurm-* options: only with --launcher slurm"),
+        (["--launcher", "slurm", "--slurm-time", "1h"], "--slurm-time 1h: not a Slurm time"),
+        (["--launcher", "slurm", "--slurm-gpus", "2"], "--slurm-gpus 2: `ganbench train` has no multi-GPU mode yet"),
+        (["--launcher", "slurm", "--slurm-gpus", "1"], "--slurm-gpus 1: partition cpu has none"),
+        (["--launcher", "slurm", "--slurm-partition", "gpu"], "--slurm-partition gpu: Slurm has no such partition"),
+        (["--launcher", "slurm", "--slurm-config", str(tmp_path / "no.toml")], "no.toml: no such file"),
+    ]:
+        done = CliRunner().invoke(app, [*base, *extra])
+        assert done.exit_code == 2 and message in done.output, (extra, done.output)
+    assert fake_slurm.submitted() == []
+    config = tmp_path / "cluster.toml"
+    config.write_text('[slurm]\ncpus = 3\ntime = "2-0"\naccount = "lab"\n')
+    done = CliRunner().invoke(app, [*base, "--launcher", "slurm", "--slurm-config", str(config), "--slurm-cpus", "4"])
+    assert done.exit_code == 0, done.output
+    assert [(job["cpus-per-task"], job["time"], job["account"]) for job in fake_slurm.submitted()] == [
+        ("4", "2880", "lab")
+    ] * 2
+    fake_slurm.refuse("Batch job submission failed: Invalid qos specification")
+    refused = _cli(["--methods", "pgn", "--results", str(tmp_path / "results")])
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"error: sbatch refused the job of {tmp_path}/results/compare/quickstart/pgn/seed-0: "
+        "Invalid qos specification; check --slurm-partition, --slurm-account, --slurm-gpus, --slurm-cpus and "
+        "--slurm-time"
+    ]
+    fake_slurm.down()
+    down = _cli(["--methods", "pgn", "--results", str(tmp_path / "results")])
+    assert down.returncode == 1 and down.stderr.strip().splitlines() == [
+        "failed: sinfo -h: sinfo: error: Unable to contact slurm controller (connect failure)"
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------
