@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from ganbench import __version__
+from ganbench.config import DataConfig
 from ganbench.errors import MetricError
 from ganbench.files import atomic_write, cache_dir
 from ganbench.metrics.fid import feature_statistics
 from ganbench.metrics.inception import Extractor, file_sha256
 from ganbench.progress import NullProgress, Progress
-from ganbench.recipe import DataConfig
 
 CACHE_VERSION = 1  # bump when what a cache entry means changes
 # Which split the papers compare against; STL-10's 48 px is the data loader's own default size.
