@@ -1,7 +1,7 @@
 """Files written whole or not at all, and the user cache folder.
 
 A leaf: it imports nothing of ganbench, so the data and metric registries can write their caches atomically without
-reaching the run-directory contract (ganbench.store), which re-exports these names.
+reaching the run-directory contract (ganbench.store). Every atomic write of ganbench goes through `atomic_write`.
 """
 
 from __future__ import annotations

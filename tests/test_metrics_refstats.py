@@ -13,6 +13,7 @@ from PIL import Image
 
 from ganbench import data
 from ganbench.errors import MetricError
+from ganbench.files import cache_dir
 from ganbench.metrics import inception
 from ganbench.metrics.inception import Extractor, build_extractor
 from ganbench.metrics.refstats import (
@@ -22,7 +23,6 @@ from ganbench.metrics.refstats import (
     save_npz,
 )
 from ganbench.recipe import DataConfig
-from ganbench.store import cache_dir
 from tests.test_metrics_inception import save_tiny_trunk
 
 SHAPES = DataConfig(name="shapes", num_samples=24, size=32)

@@ -9,7 +9,8 @@ import pytest
 
 from ganbench import SCHEMA_VERSION
 from ganbench.errors import RunDirError
-from ganbench.store import RunDir, atomic_write, atomic_write_text, find_runs
+from ganbench.files import atomic_write, atomic_write_text
+from ganbench.store import RunDir, find_runs
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import GanbenchError
+from ganbench.files import atomic_write_text
 from ganbench.recipe import Recipe
 from ganbench.report import papers, real
 from ganbench.report.collect import flatten, read_runs
 from ganbench.report.render import COLUMN_CHOICES, FORMATS, RENDERERS, Options
 from ganbench.report.tables import TABLE_NAMES, arrange
-from ganbench.store import atomic_write_text
 
 __all__ = ["FORMATS", "TABLE_NAMES", "build_report", "paper_recipe_lookup", "parse_tables", "shipped_recipe_dirs"]
 MAX_DECIMALS = 6

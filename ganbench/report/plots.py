@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from ganbench.files import atomic_write
 from ganbench.report.collect import RunResult, config_key
 from ganbench.report.tables import (
     DATASETS,
@@ -32,7 +33,6 @@ from ganbench.report.tables import (
     method_order,
     paper_dataset,
 )
-from ganbench.store import atomic_write
 
 PANEL_INCHES = 3.6
 

@@ -31,7 +31,8 @@ from ganbench.checkpoints import (
     verify,
 )
 from ganbench.errors import RunDirError
-from ganbench.store import RunDir, atomic_write, atomic_write_text
+from ganbench.files import atomic_write, atomic_write_text
+from ganbench.store import RunDir
 
 __all__ = [
     "MANIFEST",

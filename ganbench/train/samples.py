@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ganbench import nets
+from ganbench.files import atomic_write
 from ganbench.nets import sampling_mode
-from ganbench.store import RunDir, atomic_write
+from ganbench.store import RunDir
 
 SHEET_COLUMNS = 8
 MAX_SHEET_ROWS = 16  # a class-conditional sheet shows one row per class, the first 16 classes of a larger set

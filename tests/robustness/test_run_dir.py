@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ganbench import files
 from ganbench import recipe as recipes
 from ganbench.errors import RunDirError
 from ganbench.evaluation import TrainingEvaluator
@@ -343,10 +345,8 @@ def test_a_failed_write_fails_the_run_cleanly(
     """The k-th atomic write raises as a full disk, a read-only file system or a denied permission would: the run
     stops with the error, says "failed" in run.json when it still can, keeps a loadable checkpoint if it had
     one, leaves no temp file, and a resume once the disk is back finishes the run."""
-    from ganbench import store
-
     run = RunDir(tmp_path / "run")
-    original = store.atomic_write
+    original = files.atomic_write
     calls = {"n": 0}
 
     def failing(path: Path, write: Any) -> None:
@@ -355,8 +355,9 @@ def test_a_failed_write_fails_the_run_cleanly(
             raise OSError(code, os.strerror(code), str(path))
         original(path, write)
 
-    monkeypatch.setattr(store, "atomic_write", failing)
-    monkeypatch.setattr(checkpoint, "atomic_write", failing)
+    for module in list(sys.modules.values()):  # every module that writes atomically, under any name it imported
+        if getattr(module, "__name__", "").startswith("ganbench") and getattr(module, "atomic_write", None) is original:
+            monkeypatch.setattr(module, "atomic_write", failing)
     with pytest.raises(OSError) as caught:
         train(run)
     monkeypatch.undo()
