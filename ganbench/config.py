@@ -97,6 +97,12 @@ class TrainConfig:
     n_dis: int = _range(1, 100, default=1)  # discriminator steps per generator step
     batch_size_d: int = _range(1, MAX_BATCH, default=64)
     batch_size_g: int = _range(1, MAX_BATCH, default=128)
+    # Gradient accumulation: each D and G step runs its batch as `accumulate` micro-batches (one backward each, one
+    # optimizer step), with the random draws of the whole batch; must divide both batch sizes. The gradient is the
+    # whole batch's, up to rounding, except what couples samples: G's BatchNorm uses each micro-batch's statistics
+    # (and updates its running statistics once per micro-batch), as per-GPU BatchNorm does; LGAN's max-GP takes
+    # the max over the whole batch (found by a first pass without a graph, one more D forward and backward).
+    accumulate: int = _range(1, MAX_BATCH, default=1)
     lr_d: float = _range(0.0, lo_open=True, default=2e-4)
     lr_g: float = _range(0.0, lo_open=True, default=2e-4)
     beta1: float = _range(0.0, 1.0, hi_open=True, default=0.0)
@@ -180,7 +186,7 @@ NON_SEMANTIC_KEYS = (
 
 # Keys added after runs of earlier versions existed, at the default that computes what those runs computed: left out
 # of both hashes while at that default, so such a run directory still resumes under this version.
-LATER_KEYS_AT_DEFAULT = (("model", "num_classes", 0),)
+LATER_KEYS_AT_DEFAULT = (("model", "num_classes", 0), ("train", "accumulate", 1))
 
 
 def omit_later_defaults(tree: dict[str, Any]) -> None:

@@ -337,6 +337,13 @@ def validate(recipe: Recipe) -> None:
             f"train.ema_start: {recipe.train.ema_start} is after the last step {recipe.train.steps}; "
             "lower it or raise train.steps"
         )
+    for key in ("batch_size_d", "batch_size_g"):
+        size = getattr(recipe.train, key)
+        if size % recipe.train.accumulate:
+            raise RecipeError(
+                f"train.accumulate: {recipe.train.accumulate} does not divide train.{key} = {size}; "
+                "pick a divisor of both batch sizes"
+            )
     shape = data.output_shape(recipe.data)
     nets.check_compatible(recipe.model, shape)
     _check_classes(recipe)

@@ -173,6 +173,8 @@ CASES: dict[str, Case] = {
     "train.n_dis": Case("points", ("train.n_dis=2",)),
     "train.batch_size_d": Case("points", ("train.batch_size_d=16",)),
     "train.batch_size_g": Case("points", ("train.batch_size_g=16",)),
+    # G's BatchNorm (cnn32) normalises each micro-batch on its own: the weights change, not only by rounding
+    "train.accumulate": Case("images", ("train.accumulate=2",)),
     "train.lr_d": Case("points", ("train.lr_d=5e-4",)),
     "train.lr_g": Case("points", ("train.lr_g=5e-4",)),
     # Adam's first step does not depend on the betas; the later two do

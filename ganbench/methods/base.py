@@ -29,6 +29,8 @@ class Method:
     loss_family: ClassVar[str] = ""
     default_loss: ClassVar[str] = ""
     loss_enforced: ClassVar[bool] = False
+    # The penalty is a max over samples (LGAN's max-GP), not a mean: a batch run in pieces adds it in one piece only.
+    penalty_is_max: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig) -> None:
         self.cfg = cfg
@@ -39,8 +41,21 @@ class Method:
     def logits(self, d: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return d(x).flatten()
 
-    def penalty(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
+    def penalty_draws(self, real: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The penalty's random numbers for a batch like `real` (drawn once for the whole batch, then sliced)."""
+        return ()
+
+    def penalty(
+        self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor, draws: tuple[torch.Tensor, ...] = ()
+    ) -> torch.Tensor | None:
+        """The penalty on a batch, with `draws` from `penalty_draws` (drawn here when empty)."""
         return None
+
+    def penalty_peak(
+        self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor, draws: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """A penalty that is a max over samples: the batch's largest per-sample value, without a graph."""
+        raise NotImplementedError(f"{self.name}'s penalty is not a max over samples")
 
     @classmethod
     def summary(cls) -> dict[str, str]:

@@ -33,22 +33,34 @@ def shift(x: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor, fill: f
     return torch.where(inside.view(n, 1, h, w), moved, torch.full_like(moved, fill))
 
 
-def augment(x: torch.Tensor, translate: float, flip: bool) -> torch.Tensor:
+def augment_draws(x: torch.Tensor, flip: bool) -> tuple[torch.Tensor, ...]:
+    """`augment`'s random numbers for the batch x, in its order: the flips' uniforms (only when `flip`), then u."""
+    if x.ndim != 4:
+        return ()
+    n = len(x)
+    flips = (torch.rand(n, device=x.device),) if flip else ()
+    return (*flips, torch.rand(n, 2, device=x.device))
+
+
+def augment(x: torch.Tensor, translate: float, flip: bool, draws: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
     """The GN-GAN code's CR transform, batched: uint8 grid, horizontal flip (p = ½), translation, black fill.
 
     That code runs each image through RandomHorizontalFlip then RandomAffine(0, translate=(t, t)), whose shift is
     round(U(−t·W, t·W)) pixels (round half to even, as torch.round) with black (−1) where nothing moved in. Draws,
     on x's device: flips = rand(n) < ½ (only when `flip`), then u = rand(n, 2); shift_x from u[:, 0] and W,
-    shift_y from u[:, 1] and H. Anything that is not an image batch (2-D points) is returned unchanged.
+    shift_y from u[:, 1] and H (or `draws`, from `augment_draws`). Anything that is not an image batch (2-D points)
+    is returned unchanged.
     """
     if x.ndim != 4:
         return x
     n, _, h, w = x.shape
     x = quantize(x)
+    if not draws:
+        draws = augment_draws(x, flip)
     if flip:
-        flips = torch.rand(n, device=x.device) < 0.5
+        flips = draws[0] < 0.5
         x = torch.where(flips.view(n, 1, 1, 1), x.flip(3), x)
-    u = torch.rand(n, 2, device=x.device)
+    u = draws[-1]
     shift_x = torch.round((2 * u[:, 0] - 1) * (translate * w)).long()
     shift_y = torch.round((2 * u[:, 1] - 1) * (translate * h)).long()
     return shift(x, shift_x, shift_y)
@@ -63,6 +75,7 @@ def consistency_penalty(
     fake_logits: torch.Tensor,
     cfg: MethodConfig,
     d_fake: nn.Module | None = None,
+    draws: tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]] = ((), ()),
 ) -> torch.Tensor | None:
     """λ·mean((f̂(T(real)) − real_logits)²) [+ the same on fakes with bCR]; None when λ = 0.
 
@@ -72,17 +85,24 @@ def consistency_penalty(
     utils/regularization.py): the squared difference is differentiated through both, pulling them together.
     bCR's fresh draws come after the real ones. A class-conditional D comes bound to the reals' labels (`d`) and
     to the fakes' (`d_fake`; None = `d`): each augmented image is scored under its own label, as the official code.
+    `draws` are the two branches' `augment_draws` (empty: drawn here).
     """
     if cfg.cr_lambda == 0:
         return None
-    term = _squared_difference(method, d, real, real_logits, cfg)
+    term = _squared_difference(method, d, real, real_logits, cfg, draws[0])
     if cfg.bcr:
-        term = term + _squared_difference(method, d if d_fake is None else d_fake, fake.detach(), fake_logits, cfg)
+        d_fake = d if d_fake is None else d_fake
+        term = term + _squared_difference(method, d_fake, fake.detach(), fake_logits, cfg, draws[1])
     return cfg.cr_lambda * term
 
 
 def _squared_difference(
-    method: Method, d: nn.Module, x: torch.Tensor, logits: torch.Tensor, cfg: MethodConfig
+    method: Method,
+    d: nn.Module,
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    cfg: MethodConfig,
+    draws: tuple[torch.Tensor, ...] = (),
 ) -> torch.Tensor:
-    augmented = augment(x, cfg.cr_translate, cfg.cr_flip)
+    augmented = augment(x, cfg.cr_translate, cfg.cr_flip, draws)
     return (method.logits(d, augmented) - logits).square().mean()

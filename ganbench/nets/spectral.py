@@ -11,6 +11,8 @@ It lives with the nets because a net may normalise its own layers (BigGAN's gene
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,7 @@ class SpectralNormalization(nn.Module):
 
     _u: torch.Tensor  # buffers, registered in __init__ (declared for the type checker)
     _v: torch.Tensor
+    replay: PowerIterationReplay | None = None  # set by `once_per_batch` while a batch runs in pieces
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12) -> None:
         super().__init__()
@@ -52,13 +55,56 @@ class SpectralNormalization(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         matrix = self._matrix(weight)
+        replay = self.replay
+        if self.training and replay is not None and not replay.recording:
+            u, v = replay.states[replay.position]  # the u and v this forward had in the batch's first piece
+            replay.position += 1
+            return weight / torch.dot(u, torch.mv(matrix, v))
         if self.training:
             self._power_method(matrix, self.n_power_iterations)
         # clones: autograd must see the u and v of this forward even if a later forward updates the buffers
         u = self._u.clone(memory_format=torch.contiguous_format)
         v = self._v.clone(memory_format=torch.contiguous_format)
+        if self.training and replay is not None:
+            replay.states.append((u, v))
         sigma = torch.dot(u, torch.mv(matrix, v))
         return weight / sigma
+
+
+class PowerIterationReplay:
+    """The (u, v) of each training-mode forward of one layer in a batch's first piece, replayed in the others."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.position, self.recording = 0, True
+
+
+@contextmanager
+def once_per_batch(*modules: nn.Module) -> Iterator[Callable[[], None]]:
+    """Run a batch in pieces with the power iterations of one pass over the whole batch.
+
+    Yields `next_piece`, to be called before each piece: in the first piece every forward iterates as usual (and
+    its u and v are kept), in the others the n-th forward of a layer uses the u and v of its n-th forward in the
+    first piece, without iterating. So every piece sees the weights W / σ the whole batch would have seen, and the
+    buffers end as one pass leaves them. Nothing changes for modules without spectral normalization.
+    """
+    layers = [m for module in modules for m in module.modules() if isinstance(m, SpectralNormalization)]
+    replays = [PowerIterationReplay() for _ in layers]
+    pieces = 0
+
+    def next_piece() -> None:
+        nonlocal pieces
+        for replay in replays:
+            replay.recording, replay.position = pieces == 0, 0
+        pieces += 1
+
+    for layer, replay in zip(layers, replays, strict=True):
+        layer.replay = replay
+    try:
+        yield next_piece
+    finally:
+        for layer in layers:
+            layer.replay = None
 
 
 def spectral_norm(layer: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Module:

@@ -30,25 +30,44 @@ from torch import nn
 
 from ganbench import losses, methods, nets
 from ganbench.data import output_shape, to_model_range
-from ganbench.methods.consistency import consistency_penalty
+from ganbench.methods.consistency import augment_draws, consistency_penalty
+from ganbench.nets.spectral import once_per_batch
 from ganbench.recipe import LossConfig, MethodConfig, Recipe
 from ganbench.store import LOSS_COLUMNS
 from ganbench.train.ema import make_ema, update_ema
 from ganbench.train.fast import make_adam
 from ganbench.train.schedule import Schedules
+from ganbench.train.split import BatchSplit
 
 Tensor = torch.Tensor
 
 
 class Regularizer(Protocol):
     """A term added to D's loss; `name` is the loss total (history column) it is summed into. `d_real` and `d_fake`
-    are D scoring under the reals' and the fakes' labels (both D itself for an unconditional net)."""
+    are D scoring under the reals' and the fakes' labels (both D itself for an unconditional net). `draws` returns
+    the term's random numbers for a whole batch of reals (and as many fakes) like `real`, each with the batch as
+    its first dimension; `penalty` takes them sliced to its samples. `is_max`: the term is a max over samples, and
+    `peak` is its largest per-sample value (no graph), which decides the piece a batch run in pieces adds it in."""
 
     name: str
 
+    @property
+    def is_max(self) -> bool: ...
+
+    def draws(self, real: Tensor) -> tuple[Tensor, ...]: ...
+
     def penalty(
-        self, d_real: nn.Module, real: Tensor, real_logits: Tensor, d_fake: nn.Module, fake: Tensor, fake_logits: Tensor
+        self,
+        d_real: nn.Module,
+        real: Tensor,
+        real_logits: Tensor,
+        d_fake: nn.Module,
+        fake: Tensor,
+        fake_logits: Tensor,
+        draws: tuple[Tensor, ...] = (),
     ) -> Tensor | None: ...
+
+    def peak(self, d_real: nn.Module, real: Tensor, fake: Tensor, draws: tuple[Tensor, ...]) -> Tensor: ...
 
 
 @dataclass
@@ -59,10 +78,27 @@ class MethodPenalty:
     method: methods.Method
     name: str = "penalty"
 
+    @property
+    def is_max(self) -> bool:
+        return self.method.penalty_is_max
+
+    def draws(self, real: Tensor) -> tuple[Tensor, ...]:
+        return self.method.penalty_draws(real)
+
     def penalty(
-        self, d_real: nn.Module, real: Tensor, real_logits: Tensor, d_fake: nn.Module, fake: Tensor, fake_logits: Tensor
+        self,
+        d_real: nn.Module,
+        real: Tensor,
+        real_logits: Tensor,
+        d_fake: nn.Module,
+        fake: Tensor,
+        fake_logits: Tensor,
+        draws: tuple[Tensor, ...] = (),
     ) -> Tensor | None:
-        return self.method.penalty(d_real, real, fake)
+        return self.method.penalty(d_real, real, fake, draws)
+
+    def peak(self, d_real: nn.Module, real: Tensor, fake: Tensor, draws: tuple[Tensor, ...]) -> Tensor:
+        return self.method.penalty_peak(d_real, real, fake, draws)
 
 
 @dataclass
@@ -73,11 +109,29 @@ class Consistency:
     method: methods.Method
     cfg: MethodConfig
     name: str = "cr"
+    is_max: bool = False
+
+    def draws(self, real: Tensor) -> tuple[Tensor, ...]:
+        one = augment_draws(real, self.cfg.cr_flip)
+        return (*one, *augment_draws(real, self.cfg.cr_flip)) if self.cfg.bcr else one
 
     def penalty(
-        self, d_real: nn.Module, real: Tensor, real_logits: Tensor, d_fake: nn.Module, fake: Tensor, fake_logits: Tensor
+        self,
+        d_real: nn.Module,
+        real: Tensor,
+        real_logits: Tensor,
+        d_fake: nn.Module,
+        fake: Tensor,
+        fake_logits: Tensor,
+        draws: tuple[Tensor, ...] = (),
     ) -> Tensor | None:
-        return consistency_penalty(self.method, d_real, real, real_logits, fake, fake_logits, self.cfg, d_fake=d_fake)
+        half = len(draws) // 2 if self.cfg.bcr else len(draws)
+        return consistency_penalty(
+            self.method, d_real, real, real_logits, fake, fake_logits, self.cfg, d_fake, (draws[:half], draws[half:])
+        )
+
+    def peak(self, d_real: nn.Module, real: Tensor, fake: Tensor, draws: tuple[Tensor, ...]) -> Tensor:
+        raise NotImplementedError("CR is a mean over samples")
 
 
 @dataclass
@@ -117,6 +171,7 @@ class TrainingStep:
     z_dim: int
     batch_size_d: int
     batch_size_g: int
+    split: BatchSplit  # the pieces a batch runs in: train.accumulate here (and the processes, under DDP)
     device: torch.device
 
     def _build_step(self, recipe: Recipe, device: torch.device) -> None:
@@ -133,6 +188,7 @@ class TrainingStep:
         self.schedules = Schedules(t, self.opt_d, self.opt_g, device)
         self.z_dim, self.batch_size_d, self.batch_size_g = recipe.model.z_dim, t.batch_size_d, t.batch_size_g
         self.num_classes = recipe.model.num_classes
+        self.split = BatchSplit(t.accumulate)
         self.totals = {name: torch.zeros((), device=device) for name in LOSS_COLUMNS}
 
     def _step(self) -> None:
@@ -149,42 +205,98 @@ class TrainingStep:
         return torch.randint(self.num_classes, (n,), device=self.device) if self.num_classes else None
 
     def _d_step(self, totals: dict[str, Tensor], real: Tensor, real_labels: Tensor | None = None) -> None:
-        objective, d = self.objective, self.D
-        with torch.no_grad():  # G in train mode: batch statistics, BN buffers update
-            z = torch.randn(self.batch_size_d, self.z_dim, device=self.device)
-            fake_labels = self._fake_labels(self.batch_size_d)
-            fake = nets.generate(self.G, z, fake_labels)
-        both = None if real_labels is None or fake_labels is None else torch.cat([real_labels, fake_labels])
-        # one call: SN iterates once per D step
-        logits = objective.method.logits(nets.conditioned(d, both), torch.cat([real, fake]))
-        real_logits, fake_logits = logits[: len(real)], logits[len(real) :]
-        loss_real, loss_fake = objective.loss.d_loss(real_logits, fake_logits)
-        loss = loss_real + loss_fake
-        d_real, d_fake = nets.conditioned(d, real_labels), nets.conditioned(d, fake_labels)
-        for regularizer in objective.regularizers:
-            term = regularizer.penalty(d_real, real, real_logits, d_fake, fake, fake_logits)
-            if term is not None:
-                loss = loss + term
-                totals[regularizer.name] += term.detach()
+        """One D step on the global batch `real`, in this process's pieces (train/split.py); one piece = one batch."""
+        objective, d, split, n = self.objective, self.D, self.split, len(real)
+        z = torch.randn(n, self.z_dim, device=self.device)
+        fake_labels = self._fake_labels(n)
+        draws = [regularizer.draws(real) for regularizer in objective.regularizers]
+        pieces, whole = split.pieces(n), split.count == 1
+        with torch.no_grad(), once_per_batch(self.G) as next_piece:  # G in train mode: batch statistics per piece
+            fakes = [(next_piece(), nets.generate(self.G, z[s], _part(fake_labels, s)))[1] for s in pieces]
+        owners = None if whole else self._max_owners(real, real_labels, fakes, draws)
         self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
+        with once_per_batch(d) as next_piece:  # SN: one power iteration per forward site, as for one batch
+            for j, (s, fake) in enumerate(zip(pieces, fakes, strict=True)):
+                next_piece()
+                part, labels, fake_part_labels = real[s], _part(real_labels, s), _part(fake_labels, s)
+                both = None if labels is None or fake_part_labels is None else torch.cat([labels, fake_part_labels])
+                # one call: SN iterates once per D step
+                logits = objective.method.logits(nets.conditioned(d, both), torch.cat([part, fake]))
+                real_logits, fake_logits = logits[: len(part)], logits[len(part) :]
+                loss_real, loss_fake = objective.loss.d_loss(real_logits, fake_logits)
+                loss, peak = loss_real + loss_fake, torch.zeros((), device=self.device)
+                d_real, d_fake = nets.conditioned(d, labels), nets.conditioned(d, fake_part_labels)
+                for regularizer, regularizer_draws in zip(objective.regularizers, draws, strict=True):
+                    part_draws = tuple(t[s] for t in regularizer_draws)
+                    term = regularizer.penalty(d_real, part, real_logits, d_fake, fake, fake_logits, part_draws)
+                    if term is None:
+                        continue
+                    if whole:
+                        loss = loss + term
+                        totals[regularizer.name] += term.detach()
+                    elif regularizer.is_max and owners is not None:  # in the piece holding the batch's max only
+                        peak = peak + term * owners[j]
+                        totals[regularizer.name] += (term * owners[j]).detach()
+                    else:
+                        loss = loss + term
+                        totals[regularizer.name] += term.detach() / split.count
+                share = 1.0 / split.count  # means over a piece, summed over P pieces: the mean over the batch
+                if not whole:
+                    loss, loss_real, loss_fake = loss * share + peak, loss_real * share, loss_fake * share
+                loss.backward()
+                totals["loss_d"] += loss.detach()
+                totals["loss_d_real"] += loss_real.detach()
+                totals["loss_d_fake"] += loss_fake.detach()
+                totals["d_real"] += real_logits.detach().mean() if whole else real_logits.detach().mean() * share
+                totals["d_fake"] += fake_logits.detach().mean() if whole else fake_logits.detach().mean() * share
+        split.reduce_gradients(d.parameters())
         self.opt_d.step()
-        totals["loss_d"] += loss.detach()
-        totals["loss_d_real"] += loss_real.detach()
-        totals["loss_d_fake"] += loss_fake.detach()
-        totals["d_real"] += real_logits.detach().mean()
-        totals["d_fake"] += fake_logits.detach().mean()
+
+    def _max_owners(
+        self, real: Tensor, real_labels: Tensor | None, fakes: list[Tensor], draws: list[tuple[Tensor, ...]]
+    ) -> Tensor | None:
+        """For a max-over-samples term: 1 for the piece (of all processes) holding the batch's largest per-sample
+        value, 0 for the others. A first pass over the pieces without a graph; D in eval mode, so that it does not
+        move SN's power iteration (an SN D would score it with the step's starting u and v)."""
+        regularizers = [(r, dr) for r, dr in zip(self.objective.regularizers, draws, strict=True) if r.is_max]
+        if not regularizers:
+            return None
+        (regularizer, regularizer_draws), d = regularizers[0], self.D
+        d.train(False)
+        try:
+            peaks = [
+                regularizer.peak(
+                    nets.conditioned(d, _part(real_labels, s)), real[s], fake, tuple(t[s] for t in regularizer_draws)
+                )
+                for s, fake in zip(self.split.pieces(len(real)), fakes, strict=True)
+            ]
+        finally:
+            d.train(True)
+        return self.split.max_owner(torch.stack(peaks))
 
     def _g_step(self, totals: dict[str, Tensor]) -> None:
+        """The G step on batch_size_g fakes, in this process's pieces."""
+        split, n = self.split, self.batch_size_g
         self.D.requires_grad_(False)  # G's step needs gradients through D's input, not into D's weights
         try:
-            z = torch.randn(self.batch_size_g, self.z_dim, device=self.device)
-            labels = self._fake_labels(self.batch_size_g)
-            fake = nets.generate(self.G, z, labels)
-            loss = self.objective.loss.g_loss(self.objective.method.logits(nets.conditioned(self.D, labels), fake))
+            z = torch.randn(n, self.z_dim, device=self.device)
+            labels = self._fake_labels(n)
             self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
+            with once_per_batch(self.G, self.D) as next_piece:
+                for s in split.pieces(n):
+                    next_piece()
+                    fake = nets.generate(self.G, z[s], _part(labels, s))
+                    logits = self.objective.method.logits(nets.conditioned(self.D, _part(labels, s)), fake)
+                    loss = self.objective.loss.g_loss(logits)
+                    if split.count > 1:
+                        loss = loss / split.count
+                    loss.backward()
+                    totals["loss_g"] += loss.detach()
+            split.reduce_gradients(self.G.parameters())
             self.opt_g.step()
         finally:  # a failed step (e.g. a graph capture that raised) must not leave D frozen
             self.D.requires_grad_(True)
-        totals["loss_g"] += loss.detach()
+
+
+def _part(labels: Tensor | None, s: slice) -> Tensor | None:
+    return None if labels is None else labels[s]
