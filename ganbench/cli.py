@@ -399,7 +399,7 @@ def compare(
     slurm_config: Annotated[
         Path | None,
         typer.Option(
-            help="Slurm: a TOML file whose [slurm] table sets gpus, cpus, time, partition, account (the options "
+            help="Slurm: a TOML file whose slurm table sets gpus, cpus, time, partition, account (the options "
             "above win).",
             show_default=False,
         ),
