@@ -34,6 +34,7 @@ from ganbench.files import atomic_write_text
 
 SLURM_KEYS = ("gpus", "cpus", "time", "partition", "account")  # the [slurm] table's keys, each also an option
 DEFAULT_MINUTES = 24 * 60  # when neither the user nor the partition sets a time limit
+MAX_TIMEOUTS = 100  # how often a job that reaches its time limit requeues itself (submitit's default: 3)
 # States squeue shows for a while after a job ended; any other state (pending, running, requeued, held,
 # suspended, completing) means the job may still train its run.
 ENDED = frozenset(
@@ -344,11 +345,14 @@ def submit(
         jobs = read_jobs(jobs_file)
         live = live_jobs()
         by_comment = {job.run_dir: job for job in live.values() if job.run_dir}
-        executor = submitit.SlurmExecutor(folder=str(folder))
+        executor = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=MAX_TIMEOUTS)
         executor.update_parameters(**request.parameters())
         for run in runs:
             key = run_key(run.run_dir)
-            job = live.get(jobs.get(key, "")) or by_comment.get(key)
+            job = live.get(jobs.get(key, ""))
+            if job is not None and job.run_dir not in ("", key):
+                job = None  # the id was given again to another job (a cluster whose state was reset)
+            job = job or by_comment.get(key)
             if job is not None:  # queued or running from an earlier call: a second job would train it twice
                 found[run.run_dir] = Submitted(job.job_id, job.state)
                 continue

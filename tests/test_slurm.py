@@ -250,6 +250,11 @@ def test_a_run_with_a_live_job_is_never_submitted_again(tmp_path: Path, fake_slu
     third = slurm.submit(runs, request, folder)
     assert [job.state for job in third.values()] == ["RUNNING", "submitted", "PENDING"]
     assert third[runs[1].run_dir].job_id == "103" and len(fake_slurm.submitted()) == 4
+    # jobs.json naming a live job that trains another run (a job id given again): not a guard for this run
+    fake_slurm.set_state("102", "CANCELLED")
+    (folder / "jobs.json").write_text(json.dumps({str(runs[2].run_dir.resolve()): "100"}))
+    fourth = slurm.submit(runs, request, folder)
+    assert [job.state for job in fourth.values()] == ["RUNNING", "PENDING", "submitted"]
 
 
 def test_jobs_json_is_written_after_each_submission_keyed_by_absolute_path(
