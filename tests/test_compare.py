@@ -460,7 +460,7 @@ class StopAfter:
 
 @pytest.mark.slow
 def test_compare_resumes_a_stopped_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ganbench.metrics.evaluate import TrainingEvaluator
+    from ganbench.evaluation import TrainingEvaluator
     from ganbench.train import loop
 
     overrides = [*FAST, "eval.every=5"]

@@ -35,8 +35,8 @@ from typer.testing import CliRunner
 
 from ganbench.cli import app
 from ganbench.errors import GanbenchError
+from ganbench.evaluation import Evaluation
 from ganbench.metrics import inception
-from ganbench.metrics.evaluate import Evaluation
 from ganbench.recipe import Recipe
 from ganbench.report import build_report, papers
 from ganbench.store import RunDir
@@ -594,7 +594,7 @@ def frechet(a: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
 
 
 def test_reference_rows_are_the_real_images_is_and_fid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ganbench.metrics.evaluate import MetricSettings
+    from ganbench.metrics.compute import MetricSettings
     from ganbench.report import real
 
     monkeypatch.setattr(inception, "POOL_DIM", POOL)

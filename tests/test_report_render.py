@@ -29,14 +29,14 @@ from torch import nn
 
 from ganbench.data.synthetic import ring8_modes
 from ganbench.errors import GanbenchError
+from ganbench.evaluation import Evaluation
 from ganbench.files import _UMASK
 from ganbench.metrics import inception
-from ganbench.metrics.evaluate import IN_TRAINING, Evaluation
 from ganbench.metrics.inception import Extractor
 from ganbench.metrics.refstats import RefStats, stats_key
 from ganbench.recipe import DataConfig, EvalConfig, LossConfig, MethodConfig, ModelConfig, Recipe, TrainConfig
 from ganbench.report import build_report
-from ganbench.store import RunDir
+from ganbench.store import IN_TRAINING, RunDir
 from ganbench.train.loop import environment, selection_score
 
 PAPER_GN_CIFAR10_CNN_FID = 19.31  # the PGN-GAN paper's table, standard CNN, GN-GAN: "19.31 ± .76"

@@ -178,7 +178,7 @@ ROW_TIMING = ["time", "wall_time_s"]
 def test_resume_keeps_exactly_the_rows_of_an_uninterrupted_run(
     tiny_recipe_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int
 ) -> None:
-    from ganbench.metrics.evaluate import TrainingEvaluator
+    from ganbench.evaluation import TrainingEvaluator
     from ganbench.train import loop
 
     monkeypatch.setattr(loop, "HISTORY_FLUSH_SECONDS", 0.0)  # every log line on disk: rows past the checkpoint

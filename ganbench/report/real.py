@@ -18,7 +18,7 @@ import pandas as pd
 
 from ganbench.errors import GanbenchError, RunDirError
 from ganbench.metrics import fingerprint
-from ganbench.metrics.evaluate import ROW_NAMES, MetricSettings, compute_metrics
+from ganbench.metrics.compute import ROW_NAMES, MetricSettings, compute_metrics
 from ganbench.metrics.inception import Extractor
 from ganbench.metrics.refstats import RefStats, extract_features
 from ganbench.progress import Progress
