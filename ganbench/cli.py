@@ -159,18 +159,38 @@ def train(
         Path | None,
         typer.Option(help="Run directory; default results/<recipe name> (+ hash when --set changed the recipe)."),
     ] = None,
+    nproc: Annotated[
+        int, typer.Option(min=1, help="Processes (GPUs) of this machine training the run together, via torchrun.")
+    ] = 1,
 ) -> None:
     """Train one recipe into a run directory; an existing run directory of the same recipe resumes."""
+    import subprocess
+
     from ganbench import recipe as recipes
     from ganbench.store import RunDir
+    from ganbench.train import distributed
     from ganbench.train.loop import train as train_recipe
 
     def work() -> None:
         resolved = recipes.load(recipe_path, overrides or [])
         target = RunDir(run_dir or default_run_dir(recipe_path, overrides or []))
-        console.print(Text.assemble("training ", (resolved.name, "bold"), f" into {target.root}"), soft_wrap=True)
-        info = train_recipe(resolved, target, RichProgress(), _training_evaluator())
-        _print_run_summary(target, info)
+        rank, world, _ = distributed.environment_rank()
+        if nproc > 1 and world == 1:  # launch the processes; each runs this command without --nproc
+            arguments = ["train", str(recipe_path), "--run-dir", str(target.root)]
+            arguments += [part for item in overrides or [] for part in ("--set", item)]
+            code = subprocess.call(distributed.torchrun_command(nproc, arguments))
+            if code:
+                raise WorkFailed(f"torchrun exited with status {code}")
+            _print_run_summary(target, target.read_run())
+            return
+        if rank == 0:
+            console.print(Text.assemble("training ", (resolved.name, "bold"), f" into {target.root}"), soft_wrap=True)
+        if world > 1:
+            info = distributed.train_distributed(resolved, target, RichProgress(), _training_evaluator())
+        else:
+            info = train_recipe(resolved, target, RichProgress(), _training_evaluator())
+        if info is not None:
+            _print_run_summary(target, info)
 
     _guarded(work)
 

@@ -70,6 +70,7 @@ class RunInfo(TypedDict, total=False):
     dataset: DatasetInfo
     device: str
     step_path: str  # eager, cuda-graph, or eager (capture failed: ...)
+    world_size: int  # processes that trained the run together (torchrun); absent: one
     best: BestInfo
     error: str | None  # the one-line error of a failed or diverged run
     resumed_with_changes: list[str]  # `key: old -> new` of [eval] keys a resume took over

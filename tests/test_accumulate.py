@@ -22,6 +22,7 @@ from ganbench.errors import RecipeError
 from ganbench.recipe import loads
 from ganbench.store import RunDir
 from ganbench.train.loop import Trainer, training_hash
+from ganbench.train.split import BatchSplit
 
 RELATIVE_ERROR = 1e-10
 SCALE_FLOOR = 1e-3
@@ -89,14 +90,19 @@ def float64() -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def one_step(overrides: list[str], k: int, tmp_path: Path, bn_batch: bool = False) -> tuple[Gradients, Trainer]:
+def one_step(
+    overrides: list[str], k: int, tmp_path: Path, bn_batch: bool = False, split: BatchSplit | None = None
+) -> tuple[Gradients, Trainer]:
     """The gradients D's and G's optimizers step on in one generator step with train.accumulate = k, and the
     trainer after it. `bn_batch` keeps G's BatchNorms on batch statistics (train mode). The 32 px CNN D's weights
     are scaled by D_GAIN: at its initialisation this tiny D has input gradients of ~1e-6, under which LGAN's
-    λ·max‖∇D‖² would reach the gradients by ~1e-13 only, too little for a wrong max to show."""
+    λ·max‖∇D‖² would reach the gradients by ~1e-13 only, too little for a wrong max to show. `split`: the
+    pieces of another process layout (tests/test_distributed.py)."""
     recipe = loads(BASE, [*overrides, f"train.accumulate={k}"])
     trainer = Trainer(recipe, RunDir(tmp_path / f"k{k}"))
     trainer._build()
+    if split is not None:
+        trainer.split = split
     trainer.G.train()
     trainer.D.train()
     with torch.no_grad():

@@ -199,6 +199,7 @@ class Trainer(TrainingStep):
             lr_d, lr_g = self.schedules.set(self.state.step)
             self.batches.gather()
             self.runner()
+            self.split.reduce_totals(self.totals)
             self.state.step += 1
             step = self.state.step
             self.state.window_steps += 1
@@ -236,7 +237,7 @@ class Trainer(TrainingStep):
                 periodic = True
             if periodic:
                 log.restart_clock()  # evaluation, sheets and checkpoints are not training time
-            if self._stop_requested:
+            if self.split.agree(self._stop_requested):
                 drain(wait=True)
                 history.write()
                 self._save_checkpoint(periodic=False)

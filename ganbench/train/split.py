@@ -6,7 +6,8 @@ global batch by every process from the same generator state and sliced, so a sam
 CR shift whatever P is. A loss that is a mean over samples enters each piece's backward divided by P, so the summed
 gradient is the one-big-batch gradient; a term that is a max over samples (LGAN's max-GP) enters only in the piece
 that holds the batch's maximum (`max_owner`). This process-local class is the single-process case; the distributed
-one (train/distributed.py) adds the gradient sum across processes and the gathering of the maxima.
+one (train/distributed.py) adds the sums across processes (gradients, loss totals), the gathering of the maxima
+and the agreement to stop.
 """
 
 from __future__ import annotations
@@ -57,3 +58,10 @@ class BatchSplit:
 
     def reduce_gradients(self, parameters: Iterable[nn.Parameter]) -> None:
         """Sum the gradients over the processes (nothing to do in one process)."""
+
+    def reduce_totals(self, totals: dict[str, torch.Tensor]) -> None:
+        """After each step: the loss totals summed over the processes into the first one's (here: as they are)."""
+
+    def agree(self, stop: bool) -> bool:
+        """After each step: whether any process was asked to stop (here: this one's answer)."""
+        return stop

@@ -55,23 +55,7 @@ def snapshot(model: TrainingStep, stream: BatchStream, state: TrainState, recipe
 def restore(model: TrainingStep, stream: BatchStream, run: RunDir, device: torch.device) -> TrainState:
     """Load the run's newest valid checkpoint (none: the state of step 0) and cut history and in-training metric
     rows back to its step: rows written after it are recomputed by the resumed run, never duplicated."""
-    state = TrainState()
-    saved = checkpoint.newest_valid(run, map_location=device)
-    if saved is not None:
-        model.G.load_state_dict(saved["G"])
-        model.D.load_state_dict(saved["D"])
-        if model.G_ema is not None:
-            model.G_ema.load_state_dict(saved["G_ema"])
-        load_portable_state(model.opt_g, saved["opt_G"])
-        load_portable_state(model.opt_d, saved["opt_D"])
-        stream.load_state_dict(saved["data"])
-        checkpoint.set_rng_state(saved["rng"])
-        state = TrainState(step=saved["step"], wall_time=saved["wall_time"], best=saved.get("best", {}))
-        window = saved.get("log_window")
-        if window is not None:  # the losses summed since the last log line, so that line comes out exact
-            state.window_steps = int(window["steps"])
-            for name, total in model.totals.items():
-                total.copy_(window["totals"][name])
+    state = load_newest(model, stream, run, device)
     history, metrics = run.read_history(), run.read_metrics()
     if not history.empty and (history["step"] > state.step).any():
         run.write_history(history[history["step"] <= state.step])
@@ -96,3 +80,25 @@ def save_checkpoint(run: RunDir, payload: dict[str, Any], model: TrainingStep, p
         checkpoint.save(run.checkpoint_path(payload["step"]), payload, also=(last,))
     else:
         checkpoint.save(last, payload)
+
+
+def load_newest(model: TrainingStep, stream: BatchStream, run: RunDir, device: torch.device) -> TrainState:
+    """Load the run's newest valid checkpoint into the model and stream, writing nothing; none: step 0's state."""
+    state = TrainState()
+    saved = checkpoint.newest_valid(run, map_location=device)
+    if saved is not None:
+        model.G.load_state_dict(saved["G"])
+        model.D.load_state_dict(saved["D"])
+        if model.G_ema is not None:
+            model.G_ema.load_state_dict(saved["G_ema"])
+        load_portable_state(model.opt_g, saved["opt_G"])
+        load_portable_state(model.opt_d, saved["opt_D"])
+        stream.load_state_dict(saved["data"])
+        checkpoint.set_rng_state(saved["rng"])
+        state = TrainState(step=saved["step"], wall_time=saved["wall_time"], best=saved.get("best", {}))
+        window = saved.get("log_window")
+        if window is not None:  # the losses summed since the last log line, so that line comes out exact
+            state.window_steps = int(window["steps"])
+            for name, total in model.totals.items():
+                total.copy_(window["totals"][name])
+    return state
