@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import inspect
 import os
 import sys
 import warnings
@@ -435,11 +434,6 @@ def compare(
         if launcher != "slurm" and (asked != slurm.SlurmResources() or slurm_config is not None):
             raise GanbenchError("--slurm-* options: only with --launcher slurm")
         resources = slurm.merge(slurm.load_config(slurm_config) if slurm_config else None, asked)
-        if (resources.gpus or 0) > 1 and "nproc" not in inspect.signature(train).parameters:
-            raise GanbenchError(
-                f"--slurm-gpus {resources.gpus}: `ganbench train` has no multi-GPU mode yet, so torchrun's processes "
-                "would all train the same run; give --slurm-gpus 1"
-            )
         planned = comparing.plan(
             comparing.parse_methods(methods),
             recipe_path=recipe_path,

@@ -379,7 +379,6 @@ def test_cli_slurm_errors_are_one_line(tmp_path: Path, fake_slurm: FakeSlurm) ->
     for extra, message in [
         (["--slurm-gpus", "1"], "--slurm-* options: only with --launcher slurm"),
         (["--launcher", "slurm", "--slurm-time", "1h"], "--slurm-time 1h: not a Slurm time"),
-        (["--launcher", "slurm", "--slurm-gpus", "2"], "--slurm-gpus 2: `ganbench train` has no multi-GPU mode yet"),
         (["--launcher", "slurm", "--slurm-gpus", "1"], "--slurm-gpus 1: partition cpu has none"),
         (["--launcher", "slurm", "--slurm-partition", "gpu"], "--slurm-partition gpu: Slurm has no such partition"),
         (["--launcher", "slurm", "--slurm-config", str(tmp_path / "no.toml")], "no.toml: no such file"),
