@@ -480,15 +480,17 @@ class _Trainers:
 
 
 def _stop_with_parent() -> None:
-    """In the trainer, before it starts: ask Linux to send it SIGTERM (checkpoint and stop) when compare dies, even
-    by SIGKILL, so no trainer is orphaned to keep writing. Elsewhere a no-op."""
+    """In the trainer, before it starts: ask Linux to send it SIGHUP (checkpoint and stop) when compare dies, even
+    by SIGKILL, so no trainer is orphaned to keep writing. Not SIGTERM: Linux sends the signal again each time the
+    orphan passes to another of compare's threads, and a second SIGTERM stops a trainer at once, mid-save; the
+    trainer takes every SIGHUP as the same request. Elsewhere a no-op."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGHUP)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before the call: stop now
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
 
 
 def _clear_stale_start(item: PlannedRun) -> None:

@@ -21,7 +21,8 @@ from ganbench.config import omit_later_defaults
 from ganbench.errors import RecipeError
 from ganbench.recipe import loads
 from ganbench.store import RunDir
-from ganbench.train.loop import Trainer, training_hash
+from ganbench.train.loop import Trainer
+from ganbench.train.runinfo import training_hash
 from ganbench.train.split import BatchSplit
 
 RELATIVE_ERROR = 1e-10

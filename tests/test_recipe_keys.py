@@ -29,7 +29,8 @@ from ganbench.metrics import inception
 from ganbench.recipe import NON_SEMANTIC_KEYS, Recipe
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
-from ganbench.train.loop import Trainer, training_hash
+from ganbench.train.loop import Trainer
+from ganbench.train.runinfo import training_hash
 from tests.test_metrics_inception import save_tiny_trunk
 
 POINTS = """

@@ -36,8 +36,9 @@ from ganbench.metrics.inception import Extractor
 from ganbench.metrics.refstats import RefStats, stats_key
 from ganbench.recipe import DataConfig, EvalConfig, LossConfig, MethodConfig, ModelConfig, Recipe, TrainConfig
 from ganbench.report import build_report
+from ganbench.selection import selection_score
 from ganbench.store import IN_TRAINING, RunDir
-from ganbench.train.loop import environment, selection_score
+from ganbench.train.runinfo import environment
 
 PAPER_GN_CIFAR10_CNN_FID = 19.31  # the PGN-GAN paper's table, standard CNN, GN-GAN: "19.31 ± .76"
 POOL = 4  # channel-mean features: red, green, blue, mean square

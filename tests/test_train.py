@@ -19,8 +19,9 @@ from ganbench import recipe as recipes
 from ganbench.errors import Diverged, RunDirError
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
-from ganbench.train.loop import BatchStream, train
+from ganbench.train.loop import train
 from ganbench.train.schedule import lr_factor
+from ganbench.train.stream import BatchStream
 
 TIMING_COLUMNS = ["g_steps_per_s", "images_per_s", "wall_time"]
 

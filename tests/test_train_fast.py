@@ -27,7 +27,7 @@ from ganbench.train.fast import (
     portable_state,
     set_lr,
 )
-from ganbench.train.loop import LogQueue
+from ganbench.train.logs import LogQueue
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

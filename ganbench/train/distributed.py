@@ -141,14 +141,14 @@ class DistributedTrainer(Trainer):
         t = self.recipe.train
         self.G.train()
         self.D.train()
-        with self._stop_at_step_end():
+        with self.stop:
             while self.state.step < t.steps:
                 self.schedules.set(self.state.step)
                 self.batches.gather()
                 self.runner()
                 self.split.reduce_totals(self.totals)
                 self.state.step += 1
-                if self.split.agree(self._stop_requested):
+                if self.split.agree(self.stop.requested):
                     raise KeyboardInterrupt
 
 

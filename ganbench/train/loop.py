@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,43 +18,25 @@ from torch import nn
 
 from ganbench import data
 from ganbench.devices import resolve_device
-from ganbench.errors import DataError, Diverged
+from ganbench.errors import Diverged
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
-from ganbench.selection import rank, select_best, selection_score
+from ganbench.selection import rank, select_best
 from ganbench.store import RunDir, RunInfo
 from ganbench.train import checkpoint, runinfo
 from ganbench.train.fast import StepRunner
-from ganbench.train.logs import History, LogQueue, gradient_probes, per_sample_grad_norm, window_means
-from ganbench.train.runinfo import environment, training_hash
+from ganbench.train.logs import History, LogQueue, gradient_probes, window_means
 from ganbench.train.samples import save_sheets, sheet_labels
+from ganbench.train.signals import StopRequests
 from ganbench.train.state import TrainState, restore, save_checkpoint, snapshot
 from ganbench.train.step import TrainingStep
-from ganbench.train.stream import BatchStream, RealBatches
+from ganbench.train.stream import BatchStream, RealBatches, class_labels
 
-# the trainer, and the older import paths of names that moved to their own modules
-__all__ = ["Trainer", "train", "BatchStream", "LogQueue", "per_sample_grad_norm", "environment", "training_hash"]
-__all__ += ["resolve_device", "selection_score"]
+__all__ = ["Evaluator", "Trainer", "train"]
 
 HISTORY_FLUSH_SECONDS = 30.0
 NUM_FIXED_Z = {"image": 64, "points": 2000}  # an 8x8 grid; a scatter plot
 Evaluator = Callable[[int, dict[str, nn.Module]], list[dict[str, Any]]]  # (step, generators) -> metric rows
-
-
-def class_labels(dataset: data.Dataset, num_classes: int, device: torch.device) -> torch.Tensor | None:
-    """The dataset's labels on `device` for a class-conditional net (num_classes > 0), checked to lie in
-    [0, num_classes); None for an unconditional one."""
-    if not num_classes:
-        return None
-    labels = dataset.labels
-    if labels is None or len(labels) != len(dataset):
-        raise DataError(f"{dataset.name} {dataset.split}: not every sample has a class label; set model.num_classes=0")
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise DataError(
-            f"{dataset.name} {dataset.split}: labels run from {int(labels.min())} to {int(labels.max())}, outside "
-            f"0..{num_classes - 1}; set model.num_classes to the data's number of classes"
-        )
-    return labels.to(device)
 
 
 class Trainer(TrainingStep):
@@ -73,6 +53,7 @@ class Trainer(TrainingStep):
         self.progress = progress or NullProgress()
         self.device = resolve_device(recipe.train.device)
         self.evaluator_factory = evaluator_factory
+        self.stop = StopRequests()  # Ctrl-C and SIGTERM finish the step, save it and stop
 
     def _build(self) -> None:
         recipe, device, t = self.recipe, self.device, self.recipe.train
@@ -109,9 +90,7 @@ class Trainer(TrainingStep):
 
         One writer per run directory: the run holds its lock (RunDir.lock) from before its first write to the end.
         """
-        existing = runinfo.check_run_dir(
-            self.run_dir, self.recipe
-        )  # a mismatched recipe is refused before loading data
+        existing = runinfo.check_run_dir(self.run_dir, self.recipe)  # a mismatched recipe: refused before the data
         if existing is not None and existing.get("status") == "finished":
             return existing
         self._build()  # loads the data: a missing dataset fails here, before the run directory is made
@@ -120,7 +99,7 @@ class Trainer(TrainingStep):
             evaluator = self.evaluator_factory(self.recipe, self.run_dir, self.device)
         # the stop handler goes in before the lock, whose pid line tells `ganbench compare` and its tests that the
         # trainer runs: a SIGTERM from then on is a graceful stop, never the default death with no record
-        with self._stop_at_step_end(), self.run_dir.lock("ganbench train"):
+        with self.stop, self.run_dir.lock("ganbench train"):
             existing = runinfo.check_run_dir(self.run_dir, self.recipe)  # again, now that no other writer can change it
             if existing is not None and existing.get("status") == "finished":
                 return existing
@@ -158,28 +137,6 @@ class Trainer(TrainingStep):
         """Write how the run ended; if even that fails (a full disk), the original error is the one raised."""
         with contextlib.suppress(Exception):
             self.run_dir.update_run(step=self.state.step, step_path=self.runner.path, **fields)
-
-    @contextlib.contextmanager
-    def _stop_at_step_end(self) -> Iterator[None]:
-        """Ctrl-C or SIGTERM (a preempted job) finish the step, save it and stop; a second one stops at once."""
-        self._stop_requested = False
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def request_stop(signum: int, frame: Any) -> None:
-            self._stop_requested = True
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-        for sig in previous:
-            signal.signal(sig, request_stop)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
     def _loop(self, evaluator: Evaluator | None) -> None:
         t, run = self.recipe.train, self.run_dir
@@ -237,7 +194,7 @@ class Trainer(TrainingStep):
                 periodic = True
             if periodic:
                 log.restart_clock()  # evaluation, sheets and checkpoints are not training time
-            if self.split.agree(self._stop_requested):
+            if self.split.agree(self.stop.requested):
                 drain(wait=True)
                 history.write()
                 self._save_checkpoint(periodic=False)

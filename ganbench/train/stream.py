@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ganbench.errors import RecipeError
+from ganbench.data import Dataset
+from ganbench.errors import DataError, RecipeError
 
 
 class BatchStream:
@@ -98,3 +99,19 @@ class RealBatches:
             self.buffer.copy_(self._staging)
         if self._label_staging is not None and self.label_buffer is not None:
             self.label_buffer.copy_(self._label_staging)
+
+
+def class_labels(dataset: Dataset, num_classes: int, device: torch.device) -> torch.Tensor | None:
+    """The dataset's labels on `device` for a class-conditional net (num_classes > 0), checked to lie in
+    [0, num_classes); None for an unconditional one."""
+    if not num_classes:
+        return None
+    labels = dataset.labels
+    if labels is None or len(labels) != len(dataset):
+        raise DataError(f"{dataset.name} {dataset.split}: not every sample has a class label; set model.num_classes=0")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise DataError(
+            f"{dataset.name} {dataset.split}: labels run from {int(labels.min())} to {int(labels.max())}, outside "
+            f"0..{num_classes - 1}; set model.num_classes to the data's number of classes"
+        )
+    return labels.to(device)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,8 +47,21 @@ def _alive(pid: int) -> bool:
         return handle.read().split()[2] != "Z"
 
 
+@pytest.fixture
+def orphans_come_to_us() -> Iterator[None]:
+    """Make this process the reaper of its orphaned descendants, so the test can read how the trainer ended."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-def test_sigkill_of_compare_stops_its_trainer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trial", range(5))  # the signal's repeats race the trainer's save: one trial can miss it
+def test_sigkill_of_compare_stops_its_trainer(tmp_path: Path, trial: int, orphans_come_to_us: None) -> None:
     base = tmp_path / "base.toml"
     base.write_text(RECIPE)
     results = tmp_path / "results"
@@ -68,6 +83,8 @@ def test_sigkill_of_compare_stops_its_trainer(tmp_path: Path) -> None:
     while time.monotonic() < deadline and _alive(holder):
         time.sleep(0.2)
     assert not _alive(holder), "the trainer outlived compare"
+    _, status = os.waitpid(holder, 0)  # the orphan came to us: how did it end?
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 130, "the trainer was killed, not stopped"
     info = run.read_run()
     assert info["status"] == "interrupted"  # it stopped through its graceful path: checkpointed
     assert run.checkpoint_path("last").is_file()

@@ -270,7 +270,9 @@ DATA_AND_ARCH = [
     ("cifar100", "resnet32", st.sampled_from([0, 32]), ("train", "test")),
     ("shapes", "cnn48", st.just(48), ("train", "test")),
     ("stl10", "resnet48", st.sampled_from([0, 48]), ("unlabeled", "train", "test", "train+unlabeled")),
+    ("cifar10", "biggan32", st.sampled_from([0, 32]), ("train", "test")),
 ]
+NUM_CLASSES = {"cifar10": 10}  # the labelled datasets paired with a class-conditional net above
 PLAIN_TEXT = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=12)
 
 
@@ -319,6 +321,10 @@ def valid_trees(draw: st.DrawFn) -> dict[str, Any]:
     tree["method"]["name"] = method
     tree["loss"].update(name=loss, lgan_psi_max=draw(st.booleans()) if loss.startswith("lgan-") else False)
     tree["train"]["ema_start"] = draw(st.integers(0, tree["train"]["steps"]))
+    # a class count only for a class-conditional net; micro-batches that divide both batch sizes
+    tree["model"]["num_classes"] = NUM_CLASSES[dataset] if nets.NETS.get(arch).conditional else 0
+    both = math.gcd(tree["train"]["batch_size_d"], tree["train"]["batch_size_g"])
+    tree["train"]["accumulate"] = draw(st.sampled_from([k for k in range(1, min(both, 64) + 1) if both % k == 0]))
     names = (*IMAGE_METRICS, "modes") if arch == "mlp" else IMAGE_METRICS
     tree["eval"]["metrics"] = draw(st.lists(st.sampled_from(names), min_size=1, max_size=5))
     return tree
