@@ -10,9 +10,10 @@ What one training process holds on its device, in four parts:
   sizes without reading any file where the dataset declares them, else by loading it;
 - **activations** of one D step (real and fake batch through the method's D, the loss, double backprop for GN, PGN
   and GraN) and of one G step (G, then D through the method): every tensor autograd saves for the backward, counted
-  once per storage and without the parameters, measured by a saved-tensor hook while the real step's code runs on
-  the CPU at batch 1 and at batch 2. Activations grow linearly with the batch: fixed + per-sample x batch, the two
-  measured points give both. The CPU's peak resident memory over each step (VmHWM after resetting it) is printed
+  once per storage and without the parameters, measured by a saved-tensor hook on the CPU at batch 1 and at batch 2
+  while the two steps' losses are built from the recipe's own objective (its method's D, loss and regularisers, as
+  train/step.py calls them; one piece, as with train.accumulate = 1). Activations grow linearly with the batch:
+  fixed + per-sample x batch, the two measured points give both. The CPU's peak resident memory over each step (VmHWM after resetting it) is printed
   beside the count as a cross-check (it adds the backward's transient gradients and the CPU kernels' workspaces);
 - **estimate** = states + data + the larger of the two steps' activations at the recipe's batch (D step:
   train.batch_size_d reals and as many fakes; G step: train.batch_size_g), x 1.1 for the caching allocator's
