@@ -99,6 +99,29 @@ def test_paper_protocol_takes_each_methods_recipe(tmp_path: Path) -> None:
         plan(["lgan"], recipe_path=base, results=tmp_path, protocol="paper")
 
 
+@pytest.mark.parametrize(
+    ("base", "family", "arch"),
+    [
+        ("cifar10_biggan_gn", "cifar10_biggan", "biggan32"),
+        ("cifar10_biggan_gn_cr", "cifar10_biggan", "biggan32"),
+        ("celebahq128_resnet_gn", "celebahq128_resnet", "resnet128"),
+        ("celebahq256_resnet_gn", "celebahq256_resnet", "resnet256"),
+    ],
+)
+def test_paper_protocol_plans_the_biggan_and_celebahq_families(
+    tmp_path: Path, base: str, family: str, arch: str
+) -> None:
+    """The PGN paper's other tables: each method's own paper recipe, with that method and its net, over the seeds."""
+    cr = "_cr" if base.endswith("_cr") else ""
+    methods = ("sn", "gn", "pgn", "gran")
+    recipe = REPO / "recipes" / f"{base}.toml"
+    planned = plan(list(methods), recipe_path=recipe, seeds=[0, 1], results=tmp_path, protocol="paper")
+    assert [(p.method, p.seed) for p in planned] == [(m, s) for m in methods for s in (0, 1)]
+    assert [p.recipe.name for p in planned] == [f"{family}_{p.method}{cr}" for p in planned]
+    assert all(p.recipe.method.name == p.method and p.recipe.model.arch == arch for p in planned)
+    assert all(p.state == "missing" for p in planned)
+
+
 def test_run_state_reads_the_run_directory(tmp_path: Path) -> None:
     (item,) = plan(["sn"], seeds=[0], results=tmp_path)
     run = RunDir(item.run_dir)
