@@ -54,8 +54,10 @@ def generate_images(
     quantize: bool = True,
     bn_mode: str = "running",
     num_classes: int = 0,
+    batches: slice | None = None,
 ) -> Iterator[torch.Tensor]:
-    """`n` samples of G (no grad), z ~ N(0, I) from `seed`, in batches, on `device`.
+    """`n` samples of G (no grad), z ~ N(0, I) from `seed`, in batches, on `device`; only the batches `batches`
+    picks of them when given (a process's share: the same codes, labels and batches as the whole).
 
     A class-conditional G (`num_classes` > 0) samples G(z, y) with labels y uniform over the classes, as the official
     code labels its IS/FID samples; the labels are drawn from the same seeded generator after all the codes, so the
@@ -86,6 +88,10 @@ def generate_images(
     chunks = z_all.split(batch_size)
     labels = y_all.split(batch_size) if y_all is not None else (None,) * len(chunks)
     keeps = [max(0, min(batch_size, n - i * batch_size)) for i in range(len(chunks))]
+    if batches is not None:
+        chunks, labels, keeps = chunks[batches], labels[batches], keeps[batches]
+    if not chunks:
+        return
     with sampling_mode(generator, bn_mode), torch.no_grad():
         if device.type != "cuda":
             for z, y, keep in zip(chunks, labels, keeps, strict=True):
@@ -109,7 +115,8 @@ class Evaluation:
     """Everything fixed across the evaluations of one run: metrics, sample count, extractor, reference, protocol.
 
     Built once (missing weights, unsupported metrics and too few samples surface here, before any work), then
-    `rows(generator, ...)` scores one generator.
+    `rows(generator, ...)` scores one generator. Without `reference` it only extracts `features` (a process of a
+    distributed run that scores nothing itself).
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class Evaluation:
         seed: int = SAMPLE_SEED,
         progress: Progress | None = None,
         bn_mode: str | None = None,
+        reference: bool = True,
     ) -> None:
         self.recipe = recipe
         self.bn_mode = bn_mode or recipe.eval.bn_mode
@@ -192,6 +200,8 @@ class Evaluation:
             for family in ("kid", "pr"):
                 if family in self.families:
                     self.ref.require_features(family)
+        elif not reference:  # features only, for another process to score: no statistics to load or compute
+            return
         else:
             self.ref = reference_statistics(
                 recipe.data,
@@ -265,6 +275,15 @@ class Evaluation:
 
     def scores(self, generator: nn.Module, families: list[str], label: str = "") -> dict[str, float]:
         """Every metric of `families` for `generator`, from one pass over `num_samples` generated samples."""
+        return self.metrics(self.features(generator, label), families)
+
+    def sample_batches(self) -> int:
+        """How many batches of `sample_batch` the `num_samples` samples are generated in."""
+        return -(-self.num_samples // self.sample_batch)
+
+    def features(self, generator: nn.Module, label: str = "", batches: slice | None = None) -> dict[str, torch.Tensor]:
+        """The Inception features by name of `generator`'s samples (the `batches` of them when given), in sample
+        order; for a 2-D point set the points themselves, as "points"."""
         z_dim = self.recipe.model.z_dim
         samples = generate_images(
             generator,
@@ -276,12 +295,11 @@ class Evaluation:
             self.quantize,
             self.bn_mode,
             self.recipe.model.num_classes,
+            batches,
         )
         if self.points is not None:
-            points = torch.cat([s.float().cpu() for s in samples])
-            assert self.points.modes is not None
-            return {k: float(v) for k, v in mode_quality(points, self.points.modes, self.points.mode_std).items()}
-        assert self.extractor is not None and self.ref is not None
+            return {"points": torch.cat([s.float().cpu() for s in samples] or [torch.empty(0, 2)])}
+        assert self.extractor is not None
         parts: dict[str, list[torch.Tensor]] = {}
         self.progress.start(f"{label}samples + Inception features", self.num_samples)
         try:
@@ -290,7 +308,7 @@ class Evaluation:
                     raise MetricError(
                         f"{self.recipe.model.arch}: the generator gives {tuple(images.shape)}, not images"
                     )
-                if self.ref.size and images.shape[-1] != self.ref.size:
+                if self.ref is not None and self.ref.size and images.shape[-1] != self.ref.size:
                     raise MetricError(
                         f"the generator makes {images.shape[-1]} px images but the reference statistics are at "
                         f"{self.ref.size} px; set data.size to the generator's size"
@@ -301,7 +319,15 @@ class Evaluation:
                 self.progress.advance(len(images))
         finally:
             self.progress.finish()
-        features = {name: torch.cat(values) for name, values in parts.items()}
+        return {name: torch.cat(values) for name, values in parts.items()}
+
+    def metrics(self, features: dict[str, torch.Tensor], families: list[str]) -> dict[str, float]:
+        """Every metric of `families` from all `num_samples` samples' `features` (as `features` returns them)."""
+        if self.points is not None:
+            assert self.points.modes is not None
+            scores = mode_quality(features["points"].cpu(), self.points.modes, self.points.mode_std)
+            return {k: float(v) for k, v in scores.items()}
+        assert self.ref is not None
         return compute_metrics(features, self.ref, families, self.settings, self.device)
 
     def rows(

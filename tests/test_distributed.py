@@ -5,12 +5,15 @@ it into, G's BatchNorm included (per piece in both), so their gradients must agr
 tolerance of tests/test_accumulate.py, whose cases they reuse); that one process with accumulate = 2 computes the
 one-big-batch step is test_accumulate.py's claim. A short run of the quickstart on two processes gives the history
 of one process; a stopped two-process run resumes on two processes to the uninterrupted run's weights, and on
-one process; the second process writes nothing.
+one process; the second process writes nothing. In-training evaluation is sharded (train/sharded_evaluation.py):
+the two processes' gathered features are one process's, in its order, and a two-process run with evaluation
+writes the metric rows and best.pt of one process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
 import signal
@@ -24,12 +27,20 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ganbench import data
 from ganbench import recipe as recipes
+from ganbench.evaluation import Evaluation, TrainingEvaluator
+from ganbench.metrics import inception
+from ganbench.nets import build_nets
+from ganbench.recipe import Recipe
 from ganbench.store import RunDir
 from ganbench.train import checkpoint
 from ganbench.train.distributed import DistributedSplit, train_distributed
 from ganbench.train.loop import train
+from ganbench.train.sharded_evaluation import ShardedEvaluation, gather_shares, local_batchnorm, share
 from tests.test_accumulate import CASES, RELATIVE_ERROR, largest_error, one_step
+from tests.test_metrics_evaluate import WIDTH, image_recipe, points_recipe
+from tests.test_metrics_inception import save_tiny_trunk
 
 WORLD = 2
 QUICKSTART_TOML = Path(__file__).resolve().parents[1] / "ganbench" / "recipes" / "quickstart.toml"
@@ -93,7 +104,9 @@ def _forbid_writes() -> None:
     checkpoint.save = refuse  # type: ignore[assignment]
 
 
-def _run_worker(rank: int, rendezvous: str, root: str, overrides: list[str], stop_at: int) -> None:
+def _run_worker(
+    rank: int, rendezvous: str, root: str, overrides: list[str], stop_at: int, evaluate: bool = False
+) -> None:
     _join(rank, rendezvous)
     if rank != 0:
         _forbid_writes()
@@ -111,7 +124,7 @@ def _run_worker(rank: int, rendezvous: str, root: str, overrides: list[str], sto
 
         schedule.Schedules.set = set_and_signal  # type: ignore[method-assign]
     with contextlib.suppress(KeyboardInterrupt):
-        train_distributed(recipe, run)
+        train_distributed(recipe, run, evaluator_factory=TrainingEvaluator if evaluate else None)
     dist.destroy_process_group()
 
 
@@ -149,3 +162,116 @@ def test_two_process_run_gives_the_single_process_history_and_resumes(tmp_path: 
     train(recipes.load(QUICKSTART_TOML, QUICKSTART), RunDir(one))
     assert checkpoint.load(RunDir(one).checkpoint_path("last"))["step"] == 30
     assert list(RunDir(one).read_history()["step"]) == [5, 10, 15, 20, 25, 30]
+
+
+# sharded evaluation
+
+
+def test_shares_are_the_batches_in_order() -> None:
+    for batches in range(8):
+        for world in (1, 2, 3):
+            slices = [share(batches, rank, world) for rank in range(world)]
+            assert [i for part in slices for i in range(batches)[part]] == list(range(batches))
+            assert batches == 0 or len(range(batches)[slices[0]]) >= 1  # rank 0 always holds a batch
+
+
+def feature_cases(trunk: str) -> dict[str, tuple[Recipe, int]]:
+    """(recipe, seed of G) per case: points in uneven shares (5 batches of 90 and a last of 40: 3 + 2), BatchNorm
+    in batch mode (G batches of 16: 3 batches, 2 + 1), and one batch only (rank 1's share is empty)."""
+    points = points_recipe()
+    points.eval.num_samples, points.eval.batch_size, points.eval.bn_mode = 400, 90, "running"
+    batch_mode = image_recipe(["fid"])
+    batch_mode.train.batch_size_g, batch_mode.eval.bn_mode = 16, "batch"
+    one_batch = image_recipe(["fid"])
+    one_batch.eval.batch_size, one_batch.eval.bn_mode = 64, "running"
+    for recipe in (batch_mode, one_batch):
+        recipe.eval.inception_weights = trunk
+    return {"points": (points, 1), "batch-mode": (batch_mode, 2), "one-batch": (one_batch, 3)}
+
+
+def _generator(recipe: Recipe, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_nets(recipe.model, data.output_shape(recipe.data))[0]
+
+
+def _features_worker(rank: int, rendezvous: str, out: str, trunk: str) -> None:
+    _join(rank, rendezvous)
+    inception.POOL_DIM = WIDTH
+    results = {}
+    for case, (recipe, seed) in feature_cases(trunk).items():
+        evaluation = ShardedEvaluation(recipe, "cpu", rank, WORLD)
+        mine = share(evaluation.sample_batches(), rank, WORLD)
+        results[case] = gather_shares(evaluation.features(_generator(recipe, seed), batches=mine), rank, WORLD)
+    torch.save(results, Path(out) / f"features{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_two_processes_gather_one_process_features_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trunk = str(save_tiny_trunk(tmp_path / "trunk.pt", out=WIDTH))
+    _spawn(_features_worker, tmp_path, str(tmp_path), trunk)
+    gathered = torch.load(tmp_path / "features0.pt", weights_only=False)
+    assert torch.load(tmp_path / "features1.pt", weights_only=False) == {name: {} for name in gathered}
+    monkeypatch.setattr(inception, "POOL_DIM", WIDTH)
+    for case, (recipe, seed) in feature_cases(trunk).items():
+        evaluation = Evaluation(recipe, "cpu")
+        want = evaluation.features(_generator(recipe, seed))
+        assert set(gathered[case]) == set(want), case
+        for name, value in want.items():
+            assert len(value) == recipe.eval.num_samples, case
+            assert torch.equal(gathered[case][name], value), f"{case}: {name} differs from one process's"
+
+
+def test_a_synchronised_generator_samples_with_its_own_batch_statistics() -> None:
+    recipe = image_recipe()
+    generator = _generator(recipe, 0)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(generator))
+    local = local_batchnorm(synced)
+    assert local is not synced and local_batchnorm(generator) is generator
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in local.modules())
+    z = torch.randn(8, recipe.model.z_dim)
+    with torch.no_grad():
+        assert torch.equal(local(z), generator(z))  # train mode: the batch's own statistics
+        want = generator.state_dict()
+        assert all(torch.equal(value, want[key]) for key, value in local.state_dict().items())
+
+
+def evaluated_image_recipe(trunk: str) -> Recipe:
+    """Shapes at 32 px, FID and precision/recall every 10 of 20 steps, raw and EMA G, BatchNorm batch mode: the
+    40 samples are 3 G batches of 16, shared 2 + 1."""
+    recipe = image_recipe(["fid", "pr"])
+    recipe.train.device, recipe.train.steps, recipe.train.n_dis, recipe.train.ema_decay = "cpu", 20, 1, 0.9
+    recipe.train.batch_size_d = recipe.train.batch_size_g = 16
+    recipe.train.log_every, recipe.train.checkpoint_every, recipe.train.sample_every = 5, 10, 0
+    recipe.eval.every, recipe.eval.inception_weights, recipe.eval.bn_mode = 10, trunk, "batch"
+    return recipe
+
+
+def _image_run_worker(rank: int, rendezvous: str, root: str, recipe_path: str) -> None:
+    _join(rank, rendezvous)
+    inception.POOL_DIM = WIDTH
+    if rank != 0:
+        _forbid_writes()
+    train_distributed(recipes.load(Path(recipe_path)), RunDir(Path(root)), evaluator_factory=TrainingEvaluator)
+    dist.destroy_process_group()
+
+
+def test_two_process_run_evaluates_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trunk = str(save_tiny_trunk(tmp_path / "trunk.pt", out=WIDTH))
+    recipe = evaluated_image_recipe(trunk)
+    path = tmp_path / "recipe.toml"
+    path.write_text(recipe.to_toml())
+    _spawn(_image_run_worker, tmp_path, str(tmp_path / "ddp"), str(path))
+    monkeypatch.setattr(inception, "POOL_DIM", WIDTH)
+    single = RunDir(tmp_path / "single")
+    train(recipes.load(path, ["train.accumulate=2"]), single, None, TrainingEvaluator)
+    ddp = RunDir(tmp_path / "ddp")
+    want, got = single.read_metrics(), ddp.read_metrics()
+    key = ["step", "generator", "metric"]
+    assert len(want) == 2 * 2 * 3 and list(got[key].itertuples(index=False)) == list(want[key].itertuples(index=False))
+    assert (want["value"] > 0).any() and (want["n_fake"] == 40).all()
+    difference = ((got["value"] - want["value"]).abs() / want["value"].abs().clip(lower=1e-12)).max()
+    assert difference <= 1e-6, f"two processes vs one: metric values differ by {difference:.3e} (relative)"
+    assert list(got["fingerprint"]) == list(want["fingerprint"])
+    assert ddp.read_run()["best"] == single.read_run()["best"]
+    best = checkpoint.load(ddp.checkpoint_path("best"))["step"]
+    assert best == checkpoint.load(single.checkpoint_path("best"))["step"] == ddp.read_run()["best"]["step"]

@@ -9,7 +9,8 @@ to follow GN's double backpropagation); LGAN's max over samples is taken over al
 totals are summed into rank 0's after each step, and a stop (Ctrl-C, SIGTERM) is agreed on so that all stop after
 the same step. Rank 0 runs the ordinary lifecycle (lock, run.json, history, checkpoints, samples, evaluation);
 the others only train along, write nothing, and resume from the same checkpoint, which holds the same state
-whatever the number of processes.
+whatever the number of processes. The standard in-training evaluation (`TrainingEvaluator`) is sharded across the
+processes (train/sharded_evaluation.py) with the single-process result; another evaluator runs on rank 0 alone.
 
 On CUDA the generator's BatchNorms become SyncBatchNorm at 128 px and above (the official CelebA-HQ code's
 multi-GPU setting): their statistics are then those of a piece across all processes. Below 128 px, and on the
@@ -29,12 +30,14 @@ from torch import nn
 
 from ganbench.data import output_shape
 from ganbench.devices import resolve_device
+from ganbench.evaluation import TrainingEvaluator
 from ganbench.progress import Progress
 from ganbench.recipe import Recipe
 from ganbench.store import RunDir, RunInfo
 from ganbench.train import runinfo
 from ganbench.train.fast import StepRunner
 from ganbench.train.loop import Evaluator, Trainer
+from ganbench.train.sharded_evaluation import ShardedEvaluator
 from ganbench.train.split import BatchSplit
 from ganbench.train.state import load_newest
 
@@ -96,6 +99,8 @@ class DistributedTrainer(Trainer):
         progress: Progress | None = None,
         evaluator_factory: Callable[[Recipe, RunDir, torch.device], Evaluator] | None = None,
     ) -> None:
+        if evaluator_factory is TrainingEvaluator:  # the standard evaluation: every process takes its share
+            evaluator_factory = ShardedEvaluator
         super().__init__(recipe, run, progress, evaluator_factory)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         if self.device.type == "cuda":
@@ -137,6 +142,9 @@ class DistributedTrainer(Trainer):
         self.state = load_newest(self, self.stream, self.run_dir, self.device)
         for total in self.totals.values():  # rank 0 holds the sums since the last log line
             total.zero_()
+        evaluator = None
+        if self.recipe.eval.every > 0 and self.evaluator_factory is ShardedEvaluator:
+            evaluator = ShardedEvaluator(self.recipe, self.run_dir, self.device)
         self._share_random_state()
         t = self.recipe.train
         self.G.train()
@@ -148,6 +156,9 @@ class DistributedTrainer(Trainer):
                 self.runner()
                 self.split.reduce_totals(self.totals)
                 self.state.step += 1
+                step = self.state.step
+                if evaluator is not None and (step % self.recipe.eval.every == 0 or step == t.steps):
+                    evaluator(step, {"raw": self.G} if self.G_ema is None else {"raw": self.G, "ema": self.G_ema})
                 if self.split.agree(self.stop.requested):
                     raise KeyboardInterrupt
 
