@@ -13,8 +13,9 @@ What one training process holds on its device, in four parts:
   once per storage and without the parameters, measured by a saved-tensor hook on the CPU at batch 1 and at batch 2
   while the two steps' losses are built from the recipe's own objective (its method's D, loss and regularisers, as
   train/step.py calls them; one piece, as with train.accumulate = 1). Activations grow linearly with the batch:
-  fixed + per-sample x batch, the two measured points give both. The CPU's peak resident memory over each step (VmHWM after resetting it) is printed
-  beside the count as a cross-check (it adds the backward's transient gradients and the CPU kernels' workspaces);
+  fixed + per-sample x batch, the two measured points give both. The CPU's peak resident memory over each step
+  (VmHWM after resetting it) is printed beside the count as a cross-check (it adds the backward's transient
+  gradients and the CPU kernels' workspaces);
 - **estimate** = states + data + the larger of the two steps' activations at the recipe's batch (D step:
   train.batch_size_d reals and as many fakes; G step: train.batch_size_g), x 1.1 for the caching allocator's
   fragmentation, + 1 GiB for the CUDA context and cuDNN workspaces. A measured GPU figure supersedes it.
