@@ -6,6 +6,8 @@ import hashlib
 import io
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -86,6 +88,16 @@ def test_cifar10_pickle_batches_read_through_torchvision(tmp_path: Path) -> None
     assert test.tensor.shape == (3, 3, 16, 16) == (3, *output_shape(DataConfig(name="cifar10", size=16)))
     assert_close_to_pil(test.tensor, torch.from_numpy(rows[5].reshape(-1, 3, 32, 32)))
     assert test.labels.tolist() == labels[5]
+
+
+def test_the_registry_names_torchvisions_folders_without_importing_it() -> None:
+    """The descriptions name the folders torchvision reads; importing the registry does not load torchvision."""
+    from torchvision import datasets
+
+    for name, cls in (("cifar10", datasets.CIFAR10), ("cifar100", datasets.CIFAR100), ("stl10", datasets.STL10)):
+        assert f"data.root/{cls.base_folder}" in DATASETS.get(name).description
+    code = "import sys, ganbench.recipe; sys.exit('torchvision' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_cifar10_test_split_needs_only_its_own_files(tmp_path: Path) -> None:

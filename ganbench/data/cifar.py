@@ -8,20 +8,24 @@ user's re-packed copy that reads correctly and the small files the tests write i
 `data.download=false` the subclass asks only that the split's files exist, and any file that then does not read
 as a CIFAR batch becomes a DataError. With `data.download=true` the plain torchvision class runs with its full md5
 check, downloading what is missing or damaged.
+
+torchvision is imported when a split is first loaded, not with the registry: it costs about a second of startup.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from pathlib import Path
-from typing import Any
-
-from torchvision import datasets as tv
+from typing import TYPE_CHECKING, Any
 
 from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, image_dataset, nhwc_to_tensor, register, square_shape
 from ganbench.errors import DataError
+
+if TYPE_CHECKING:
+    from torchvision import datasets as tv
 
 # What a file that is present but not a readable batch raises inside torchvision's reader.
 UNREADABLE = (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError)
@@ -51,12 +55,13 @@ class _FilesOnDisk:
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
 
 
-class CIFAR10OnDisk(_FilesOnDisk, tv.CIFAR10):
-    pass
+@functools.cache
+def torchvision_classes(name: str) -> tuple[type[tv.CIFAR10], type[tv.CIFAR10]]:
+    """torchvision's class for `name` (CIFAR10 or CIFAR100) and its subclass that trusts the files on disk."""
+    from torchvision import datasets
 
-
-class CIFAR100OnDisk(_FilesOnDisk, tv.CIFAR100):
-    pass
+    plain: type[tv.CIFAR10] = getattr(datasets, name)
+    return plain, type(f"{name}OnDisk", (_FilesOnDisk, plain), {})
 
 
 def missing_message(name: str, title: str, root: str, folder: Path, files: list[str]) -> str:
@@ -109,10 +114,9 @@ def open_torchvision(
         raise DataError(f"{name}: cannot read the {title} files in {folder} ({err}); check their permissions") from None
 
 
-def _cifar_loader(
-    name: str, title: str, plain: type[tv.CIFAR10], on_disk: type[tv.CIFAR10], classes: int
-) -> DatasetSpec:
+def _cifar_loader(name: str, title: str, tv_name: str, base_folder: str, classes: int) -> DatasetSpec:
     def load(cfg: DataConfig) -> Dataset:
+        plain, on_disk = torchvision_classes(tv_name)
         train = cfg.split == "train"
         found = open_torchvision(name, title, plain, on_disk, split_files(plain, train), cfg, train=train)
         images = nhwc_to_tensor(found.data)  # torchvision's NHWC view of the batches' NCHW rows: no copy
@@ -122,7 +126,7 @@ def _cifar_loader(
     return DatasetSpec(
         name=name,
         kind="image",
-        description=f"{title} through torchvision (python batches in data.root/{plain.base_folder}), 32 px",
+        description=f"{title} through torchvision (python batches in data.root/{base_folder}), 32 px",
         load=load,
         shape=square_shape(32),
         splits=("train", "test"),
@@ -132,5 +136,6 @@ def _cifar_loader(
     )
 
 
-CIFAR10 = register(_cifar_loader("cifar10", "CIFAR-10", tv.CIFAR10, CIFAR10OnDisk, 10))
-CIFAR100 = register(_cifar_loader("cifar100", "CIFAR-100", tv.CIFAR100, CIFAR100OnDisk, 100))
+# torchvision's base_folder of each class, named here so the registry's descriptions need no torchvision
+CIFAR10 = register(_cifar_loader("cifar10", "CIFAR-10", "CIFAR10", "cifar-10-batches-py", 10))
+CIFAR100 = register(_cifar_loader("cifar100", "CIFAR-100", "CIFAR100", "cifar-100-python", 100))

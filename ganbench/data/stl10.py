@@ -7,16 +7,20 @@ exist when `data.download` is false; torchvision itself reads them.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchvision import datasets as tv
 
 from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, image_dataset, register, square_shape
 from ganbench.data.cifar import open_torchvision
 from ganbench.errors import DataError
+
+if TYPE_CHECKING:
+    from torchvision import datasets as tv
 
 PAPER_SIZE = 48
 SPLIT_FILES = {
@@ -27,17 +31,23 @@ SPLIT_FILES = {
 }
 
 
-class STL10OnDisk(tv.STL10):
-    """torchvision's STL10 that trusts the split's files when they exist (no md5 against the release)."""
+@functools.cache
+def torchvision_classes() -> tuple[type[tv.STL10], type[tv.STL10]]:
+    """torchvision's STL10 (imported on first load: it costs a second of startup) and its subclass that trusts the
+    split's files when they exist (no md5 against the release)."""
+    from torchvision import datasets
 
-    def _check_integrity(self) -> bool:
+    def check_integrity(self: tv.STL10) -> bool:
         folder = Path(self.root) / self.base_folder
         return all((folder / name).is_file() for name in SPLIT_FILES[self.split])
 
+    return datasets.STL10, type("STL10OnDisk", (datasets.STL10,), {"_check_integrity": check_integrity})
+
 
 def load(cfg: DataConfig) -> Dataset:
-    found = open_torchvision("stl10", "STL-10", tv.STL10, STL10OnDisk, SPLIT_FILES[cfg.split], cfg, split=cfg.split)
-    folder = Path(cfg.root) / tv.STL10.base_folder
+    plain, on_disk = torchvision_classes()
+    found = open_torchvision("stl10", "STL-10", plain, on_disk, SPLIT_FILES[cfg.split], cfg, split=cfg.split)
+    folder = Path(cfg.root) / plain.base_folder
     labels = found.labels
     if labels is not None and len(labels) != len(found.data):
         raise DataError(
