@@ -165,6 +165,7 @@ def train(
     """Train one recipe into a run directory; an existing run directory of the same recipe resumes."""
     import subprocess
 
+    from ganbench import launch
     from ganbench import recipe as recipes
     from ganbench.store import RunDir
     from ganbench.train import distributed
@@ -175,9 +176,8 @@ def train(
         target = RunDir(run_dir or default_run_dir(recipe_path, overrides or []))
         rank, world, _ = distributed.environment_rank()
         if nproc > 1 and world == 1:  # launch the processes; each runs this command without --nproc
-            arguments = ["train", str(recipe_path), "--run-dir", str(target.root)]
-            arguments += [part for item in overrides or [] for part in ("--set", item)]
-            code = subprocess.call(distributed.torchrun_command(nproc, arguments))
+            command = launch.train_command(recipe_path, target.root, nproc, overrides or [])
+            code = subprocess.call(command, env=launch.trainer_environment())
             if code:
                 raise WorkFailed(f"torchrun exited with status {code}")
             _print_run_summary(target, target.read_run())

@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ganbench
 from ganbench import recipe as recipes
 from ganbench import slurm
 from ganbench.errors import GanbenchError, RecipeError, RunDirError
+from ganbench.launch import train_command, trainer_environment
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
 from ganbench.report import shipped_recipe_dirs
@@ -330,11 +330,6 @@ def did_not_finish(done: list[PlannedRun]) -> list[PlannedRun]:
 # Running
 
 
-def train_command(recipe_file: Path, run_dir: Path) -> list[str]:
-    """The subprocess that trains one planned run (the same `ganbench train` a user would type)."""
-    return [sys.executable, "-m", "ganbench", "train", str(recipe_file), "--run-dir", str(run_dir)]
-
-
 def log_path(item: PlannedRun) -> Path:
     return item.run_dir.parent.parent / "logs" / f"{item.method}-seed-{item.seed}.log"
 
@@ -433,10 +428,7 @@ class _Trainers:
         _clear_stale_start(item)
         recipe_file = scratch / f"{item.method}-seed-{item.seed}.toml"
         recipe_file.write_text(item.recipe.to_toml())
-        env = dict(os.environ)
-        # The trainer must run this very ganbench, whatever the working folder holds (`-m` looks there first).
-        package_root = str(Path(ganbench.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
+        env = trainer_environment()
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
         elif self.per_device > 1 and "OMP_NUM_THREADS" not in env:  # CPU runs side by side share the cores

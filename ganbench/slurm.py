@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import tomllib
@@ -28,9 +27,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import ganbench
 from ganbench.errors import GanbenchError, WorkFailed
 from ganbench.files import atomic_write_text
+from ganbench.launch import train_command, trainer_environment
 
 SLURM_KEYS = ("gpus", "cpus", "time", "partition", "account")  # the [slurm] table's keys, each also an option
 DEFAULT_MINUTES = 24 * 60  # when neither the user nor the partition sets a time limit
@@ -441,17 +440,10 @@ class TrainJob:
         self.__init__(state["recipe_toml"], state["run_dir"], state.get("gpus", 0))  # type: ignore[misc]
 
     def command(self, recipe_file: Path) -> list[str]:
-        train = ["-m", "ganbench", "train", str(recipe_file), "--run-dir", self.run_dir]
-        if self.gpus > 1:  # one process per GPU, started and watched by torchrun
-            launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.gpus}"]
-            return [sys.executable, *launch, *train]
-        return [sys.executable, *train]
+        return train_command(recipe_file, self.run_dir, nproc=self.gpus)
 
     def __call__(self) -> str:
-        env = dict(os.environ)
-        # the trainer must run this very ganbench, whatever the job's working folder holds
-        package_root = str(Path(ganbench.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH", "")]))
+        env = trainer_environment()
         with tempfile.TemporaryDirectory(prefix="ganbench-job-") as scratch:
             recipe_file = Path(scratch) / "recipe.toml"
             recipe_file.write_text(self.recipe_toml)

@@ -182,8 +182,3 @@ def train_distributed(
     finally:
         if owned:
             dist.destroy_process_group()
-
-
-def torchrun_command(nproc: int, arguments: list[str]) -> list[str]:
-    """The command line that runs `ganbench <arguments>` on nproc processes of this machine."""
-    return ["torchrun", "--standalone", f"--nproc_per_node={nproc}", "-m", "ganbench", *arguments]
