@@ -17,6 +17,8 @@ import copy
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,6 +164,22 @@ def test_two_process_run_gives_the_single_process_history_and_resumes(tmp_path: 
     train(recipes.load(QUICKSTART_TOML, QUICKSTART), RunDir(one))
     assert checkpoint.load(RunDir(one).checkpoint_path("last"))["step"] == 30
     assert list(RunDir(one).read_history()["step"]) == [5, 10, 15, 20, 25, 30]
+
+
+def test_train_nproc_launches_the_processes_on_the_recipe_with_its_overrides(tmp_path: Path) -> None:
+    """`ganbench train --nproc 2` as a user types it: torch's launcher starts two trainers of one run directory, which
+    take the --set overrides and say how many processes trained it."""
+    run = RunDir(tmp_path / "run")
+    sets = ["train.steps=12", "train.device='cpu'", "eval.every=0", "train.log_every=4"]
+    command = ["train", str(QUICKSTART_TOML), "--run-dir", str(run.root), "--nproc", "2"]
+    command += [part for item in sets for part in ("--set", item)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "ganbench", *command], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = run.read_run()
+    assert (info["status"], info["step"], info["world_size"]) == ("finished", 12, 2)
+    assert run.read_recipe().train.steps == 12
+    assert list(run.read_history()["step"]) == [4, 8, 12]
 
 
 # sharded evaluation
