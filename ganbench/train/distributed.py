@@ -156,9 +156,8 @@ class DistributedTrainer(Trainer):
                 self.runner()
                 self.split.reduce_totals(self.totals)
                 self.state.step += 1
-                step = self.state.step
-                if evaluator is not None and (step % self.recipe.eval.every == 0 or step == t.steps):
-                    evaluator(step, {"raw": self.G} if self.G_ema is None else {"raw": self.G, "ema": self.G_ema})
+                if evaluator is not None and self._evaluates_at(self.state.step):  # where rank 0 evaluates
+                    evaluator(self.state.step, self._generators())
                 if self.split.agree(self.stop.requested):
                     raise KeyboardInterrupt
 

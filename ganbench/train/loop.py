@@ -175,7 +175,7 @@ class Trainer(TrainingStep):
                 drain(wait=False)
                 history.write(only_if_due=True)
             periodic = False
-            if evaluator is not None and (step % self.recipe.eval.every == 0 or last):
+            if evaluator is not None and self._evaluates_at(step):
                 drain(wait=True)  # a diverged run is not evaluated
                 self._evaluate(evaluator, step)
                 periodic = True
@@ -201,10 +201,17 @@ class Trainer(TrainingStep):
                 raise KeyboardInterrupt
         self.progress.finish()  # the last step is a checkpoint step: its history is drained and written
 
+    def _evaluates_at(self, step: int) -> bool:
+        """Whether the in-training evaluation runs after `step`: every eval.every steps and after the last."""
+        return step % self.recipe.eval.every == 0 or step == self.recipe.train.steps
+
+    def _generators(self) -> dict[str, nn.Module]:
+        """What an evaluation scores: the raw G, and EMA-G where the recipe keeps one."""
+        return {"raw": self.G} if self.G_ema is None else {"raw": self.G, "ema": self.G_ema}
+
     def _evaluate(self, evaluator: Evaluator, step: int) -> None:
         """Score the generators, and save best.pt when the selected one beats its best so far (ganbench.selection)."""
-        generators = {"raw": self.G} if self.G_ema is None else {"raw": self.G, "ema": self.G_ema}
-        rows = evaluator(step, generators)
+        rows = evaluator(step, self._generators())
         self.run_dir.append_metrics(rows)
         self.G.train()
         select = self.recipe.eval.select if self.G_ema is not None else "raw"
