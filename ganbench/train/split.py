@@ -32,11 +32,6 @@ class BatchSplit:
         """P: the pieces of the global batch, over all processes."""
         return self.world * self.accumulate
 
-    def local(self, n: int) -> slice:
-        """This process's share of a global batch of n samples."""
-        share = n // self.world
-        return slice(self.rank * share, (self.rank + 1) * share)
-
     def pieces(self, n: int) -> list[slice]:
         """This process's pieces of a global batch of n samples, as slices of the global batch."""
         size, first = n // self.count, self.rank * self.accumulate
