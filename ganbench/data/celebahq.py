@@ -28,15 +28,13 @@ from PIL import Image, UnidentifiedImageError
 
 from ganbench.config import DataConfig
 from ganbench.data.base import Dataset, DatasetSpec, image_dataset, register, square_shape
-from ganbench.data.folder import EXTENSIONS
+from ganbench.data.folder import DECODE_WORKERS, EXTENSIONS, UNREADABLE_IMAGE, square_image
 from ganbench.errors import DataError
 from ganbench.progress import NullProgress, Progress
 
 SPLITS = ("train", "test", "all")
 LMDB_DATA = "data.mdb"  # an LMDB environment is a folder holding data.mdb (and lock.mdb)
 EXTRA = "celebahq"  # the optional dependency group that installs the lmdb package
-BROKEN_IMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-WORKERS = min(8, os.cpu_count() or 1)  # decoding and resizing run in C with the GIL released
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ class LMDBSource:
         self.name, self.root = name, root
         try:
             self.env = lmdb.open(
-                str(root), readonly=True, lock=False, readahead=False, meminit=False, max_readers=WORKERS + 1
+                str(root), readonly=True, lock=False, readahead=False, meminit=False, max_readers=DECODE_WORKERS + 1
             )
             with self.env.begin() as txn:
                 self.count = int(txn.stat()["entries"])
@@ -189,25 +187,16 @@ def why(err: Exception) -> str:
 
 
 def decode_square(raw: bytes, where: str, size: int) -> np.ndarray:
-    """uint8 (size, size, 3): the encoded image RGB-converted, center-cropped to a square, resized bilinearly
-    (antialiased when shrinking; untouched when it is already size x size). JPEGs decode at the smallest DCT scale
-    that keeps both sides >= size (a 1024 px JPEG at 128 px decodes 8x faster)."""
+    """The encoded image `raw` as an image folder's file is read (folder.square_image); an unreadable one is a
+    DataError naming `where`."""
     try:
-        with Image.open(io.BytesIO(raw)) as image:
-            image.draft("RGB", (size, size))
-            rgb = image.convert("RGB")
-    except BROKEN_IMAGE as err:
+        return square_image(io.BytesIO(raw), size)
+    except UNREADABLE_IMAGE as err:
         raise DataError(f"celebahq: {where} is not a readable image ({why(err)}); replace it") from None
-    side = min(rgb.size)
-    left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
-    square = rgb.crop((left, top, left + side, top + side)) if rgb.width != rgb.height else rgb
-    if square.size != (size, size):
-        square = square.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(square)
 
 
 def _parallel(work: Callable[[int], Any], indices: range | list[int]) -> Iterator[Any]:
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         yield from pool.map(work, indices)
 
 
@@ -312,7 +301,7 @@ def pack_lmdb(
         try:  # the header and structure only: a file that is no image must not reach the LMDB
             with Image.open(io.BytesIO(raw)) as image:
                 image.verify()
-        except BROKEN_IMAGE as err:
+        except UNREADABLE_IMAGE as err:
             raise DataError(f"pack: {files[index]} is not a readable image ({why(err)}); remove or replace it") from err
         return raw
 

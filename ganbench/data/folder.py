@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from ganbench.errors import DataError, RecipeError
 
 EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 SPLITS = ("all", "train")  # one split; "train" is accepted as another name for it, so the recipe default works
+UNREADABLE_IMAGE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what PIL raises for a bad file
+DECODE_WORKERS = min(8, os.cpu_count() or 1)  # decoding and resizing run in C with the GIL released
 
 
 def shape(cfg: DataConfig) -> tuple[int, ...]:
@@ -39,24 +42,30 @@ def image_files(root: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def read_square(path: Path, size: int) -> np.ndarray:
-    """uint8 (size, size, 3): the image RGB-converted, center-cropped to a square, resized bilinearly.
+def square_image(image_file: Path | BinaryIO, size: int) -> np.ndarray:
+    """uint8 (size, size, 3): the image RGB-converted, center-cropped to a square, resized bilinearly; a file PIL
+    cannot read raises one of UNREADABLE_IMAGE.
 
     PIL's bilinear resize filters over the whole footprint when shrinking (antialiased), as the tensor resize of
-    the other datasets does. JPEGs are decoded at the smallest DCT scale that keeps both sides >= size (draft
-    mode): a 1024 px CelebA-HQ JPEG at 128 px decodes 8x faster.
+    the other datasets does (and returns an image already of that size as it is). JPEGs are decoded at the smallest
+    DCT scale that keeps both sides >= size (draft mode): a 1024 px CelebA-HQ JPEG at 128 px decodes 8x faster.
     """
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))
-            rgb = image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"folder: {path} is not a readable image ({err}); remove or replace it") from None
+    with Image.open(image_file) as image:
+        image.draft("RGB", (size, size))
+        rgb = image.convert("RGB")
     side = min(rgb.size)
     left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
     # Crop before resizing: a resize with box= lets the filter read pixels outside the box.
     square = rgb.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(square)
+
+
+def read_square(path: Path, size: int) -> np.ndarray:
+    """The image file at `path` as square_image makes it; an unreadable one is a DataError naming it."""
+    try:
+        return square_image(path, size)
+    except UNREADABLE_IMAGE as err:
+        raise DataError(f"folder: {path} is not a readable image ({err}); remove or replace it") from None
 
 
 def load(cfg: DataConfig) -> Dataset:
@@ -75,7 +84,7 @@ def load(cfg: DataConfig) -> Dataset:
         images[index] = read_square(files[index], size)
 
     # Decoding and resizing run in C with the GIL released, so threads share the work of a 30k-image folder.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
         list(pool.map(fill, range(len(files))))
     tensor = torch.from_numpy(images).permute(0, 3, 1, 2)
     return image_dataset("folder", "all", tensor, f"image folder {cfg.root} ({len(files)} files)", 0)
