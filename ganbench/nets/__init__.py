@@ -2,8 +2,8 @@
 
 Registered: cnn32, cnn48 (cnn.py), resnet32, resnet48, resnet48-sngan, resnet128, resnet256 (resnet.py), biggan32
 (biggan.py, class-conditional), mlp (mlp.py). A new architecture is one module that calls
-`NETS.add(NetSpec(...))`, plus its import below. `conditioned(d, y)` is a class-conditional D with its labels fixed,
-as the methods call D: d(x).
+`register(NetSpec(...))` (nets/base.py), plus its import below. `conditioned(d, y)` is a class-conditional D with
+its labels fixed, as the methods call D: d(x).
 """
 
 from __future__ import annotations

@@ -44,6 +44,12 @@ def shape_text(shape: tuple[int, ...]) -> str:
 NETS: Registry[NetSpec] = Registry("architecture", "model.arch")
 
 
+def register(spec: NetSpec) -> NetSpec:
+    """Add an architecture to NETS under its own name."""
+    NETS.add(spec.name, spec)
+    return spec
+
+
 class Conditioned(nn.Module):
     """A class-conditional D with its labels fixed: forward(x) = d(x, y).
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ganbench.config import ModelConfig
 from ganbench.errors import RecipeError
-from ganbench.nets.base import NETS, NetSpec
+from ganbench.nets.base import NetSpec, register
 from ganbench.nets.spectral import spectral_norm
 
 SN_EPS = 1e-6  # the official G's spectral norm epsilon (torch's default is 1e-12)
@@ -143,8 +143,7 @@ def build32(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.M
     return Generator(model.z_dim, g, model.num_classes), ProjectionDiscriminator(d, model.num_classes)
 
 
-NETS.add(
-    "biggan32",
+register(
     NetSpec(
         "biggan32",
         "GN-GAN BigGAN for 32 px images: class-conditional G (SN, conditional BN), projection D",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ganbench.config import ModelConfig
-from ganbench.nets.base import NETS, NetSpec
+from ganbench.nets.base import NetSpec, register
 
 
 class Generator(nn.Module):
@@ -96,5 +96,5 @@ def _spec(side: int, m: int) -> NetSpec:
     )
 
 
-NETS.add("cnn32", _spec(32, 4))
-NETS.add("cnn48", _spec(48, 6))
+register(_spec(32, 4))
+register(_spec(48, 6))

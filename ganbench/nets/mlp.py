@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ganbench.config import ModelConfig
-from ganbench.nets.base import NETS, NetSpec
+from ganbench.nets.base import NetSpec, register
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -24,4 +24,4 @@ def build(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Mod
     return generator, discriminator
 
 
-NETS.add("mlp", NetSpec("mlp", "3 hidden ReLU layers for 2-D sets", ((2,),), build, label="MLP", family="mlp"))
+register(NetSpec("mlp", "3 hidden ReLU layers for 2-D sets", ((2,),), build, label="MLP", family="mlp"))

@@ -17,7 +17,7 @@ from torch import nn
 
 from ganbench.config import ModelConfig
 from ganbench.errors import RecipeError
-from ganbench.nets.base import NETS, NetSpec
+from ganbench.nets.base import NetSpec, register
 
 L = TypeVar("L", nn.Conv2d, nn.Linear)
 
@@ -167,8 +167,7 @@ def build_hq(model: ModelConfig, shape: tuple[int, ...]) -> tuple[nn.Module, nn.
     return generator, Discriminator(blocks, widths[-1], model.d_pool)
 
 
-NETS.add(
-    "resnet32",
+register(
     NetSpec(
         "resnet32",
         "GN-GAN/SN-GAN ResNet for 32 px images",
@@ -179,8 +178,7 @@ NETS.add(
         paper="ResNet",
     ),
 )
-NETS.add(
-    "resnet48",
+register(
     NetSpec(
         "resnet48",
         "GN-GAN ResNet for 48 px images (D to 512)",
@@ -191,8 +189,7 @@ NETS.add(
         paper="ResNet",
     ),
 )
-NETS.add(
-    "resnet48-sngan",
+register(
     NetSpec(
         "resnet48-sngan",
         "SN-GAN paper's STL-10 ResNet (D to 1024)",
@@ -203,8 +200,7 @@ NETS.add(
         paper="ResNet",
     ),
 )
-NETS.add(
-    "resnet128",
+register(
     NetSpec(
         "resnet128",
         "GN-GAN ResNet for 128 px images (CelebA-HQ; G and D to 1024 channels)",
@@ -215,8 +211,7 @@ NETS.add(
         paper="ResNet",
     ),
 )
-NETS.add(
-    "resnet256",
+register(
     NetSpec(
         "resnet256",
         "GN-GAN ResNet for 256 px images (CelebA-HQ; G and D to 1024 channels)",
