@@ -10,7 +10,6 @@ samples) must agree to RELATIVE_ERROR: rounding is ~1e-16, any wrong weight or d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,16 +78,6 @@ CASES: dict[str, list[str]] = {
 }
 
 Gradients = dict[str, dict[str, torch.Tensor]]
-
-
-@pytest.fixture
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def one_step(

@@ -8,7 +8,6 @@ K or ε, the power iteration) moves the weights by far more than that.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,16 +129,6 @@ CASES: dict[str, list[str]] = {
     ],
 }
 SN_CASE = ["method.name=sn", "loss.name=hinge", "train.n_dis=2"]
-
-
-@pytest.fixture
-def float64() -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def _clone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
