@@ -61,6 +61,12 @@ def _join(rank: int, rendezvous: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
 
 
+def _leave() -> None:
+    """Tear the group down together: a process that leaves while another still works can abort it at exit."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _step_worker(rank: int, rendezvous: str, out: str) -> None:
     _join(rank, rendezvous)
     torch.set_default_dtype(torch.float64)
@@ -71,7 +77,7 @@ def _step_worker(rank: int, rendezvous: str, out: str) -> None:
         split.reduce_totals(trainer.totals)
         results[case] = (gradients, {k: v.item() for k, v in trainer.totals.items()}, torch.get_rng_state())
     torch.save(results, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
+    _leave()
 
 
 def test_two_processes_compute_one_process_step(tmp_path: Path) -> None:
@@ -127,7 +133,7 @@ def _run_worker(
         schedule.Schedules.set = set_and_signal  # type: ignore[method-assign]
     with contextlib.suppress(KeyboardInterrupt):
         train_distributed(recipe, run, evaluator_factory=TrainingEvaluator if evaluate else None)
-    dist.destroy_process_group()
+    _leave()
 
 
 def test_two_process_run_gives_the_single_process_history_and_resumes(tmp_path: Path) -> None:
@@ -221,7 +227,7 @@ def _features_worker(rank: int, rendezvous: str, out: str, trunk: str) -> None:
         mine = share(evaluation.sample_batches(), rank, WORLD)
         results[case] = gather_shares(evaluation.features(_generator(recipe, seed), batches=mine), rank, WORLD)
     torch.save(results, Path(out) / f"features{rank}.pt")
-    dist.destroy_process_group()
+    _leave()
 
 
 def test_two_processes_gather_one_process_features_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,7 +276,7 @@ def _image_run_worker(rank: int, rendezvous: str, root: str, recipe_path: str) -
     if rank != 0:
         _forbid_writes()
     train_distributed(recipes.load(Path(recipe_path)), RunDir(Path(root)), evaluator_factory=TrainingEvaluator)
-    dist.destroy_process_group()
+    _leave()
 
 
 def test_two_process_run_evaluates_as_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
