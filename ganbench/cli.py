@@ -272,21 +272,29 @@ def evaluate(
         if rows.empty:
             console.print("nothing to do: these scores are already in metrics.parquet (use --force to recompute)")
             return
+        from ganbench.metrics.fid import RANK_MARK, row_rank_note
+
         table = Table(title=f"{run_dir}")
         for column in ("checkpoint", "step", "generator", "metric", "value", "n_fake", "ref_split", "extractor"):
             table.add_column(column, justify="right" if column in ("step", "value", "n_fake") else "left")
+        notes: list[str] = []  # a FID from N ≤ 2048 samples on a side: marked, and why under the table
         for row in rows.to_dict("records"):
+            note = row_rank_note(row)
+            if note and note not in notes:
+                notes.append(note)
             table.add_row(
                 str(row["checkpoint"]),
                 str(row["step"]),
                 row["generator"],
                 row["metric"],
-                f"{row['value']:.4f}",
+                f"{row['value']:.4f}" + (f" {RANK_MARK}" if note else ""),
                 str(row["n_fake"]),
                 str(row["ref_split"]),
                 str(row["extractor"]),
             )
         console.print(table)
+        for note in notes:
+            console.print(f"{RANK_MARK} {note}", soft_wrap=True, highlight=False, markup=False)
 
     _guarded(work)
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ganbench.report.tables import Column, Entry, Report, Row, Stat, Table
+from ganbench.report.tables import RANK_MARK, Column, Entry, Report, Row, Stat, Table
 
 FORMATS = ("markdown", "latex", "csv", "html")
 APPENDIX_NOTE = (
@@ -83,7 +83,8 @@ def _cells(row: Row, table: Table, options: Options, seeds: bool) -> list[tuple[
                     cells.append(("ours", DASH, False, ""))
                 else:
                     text = stat_text(entry.ours, places, seeds)
-                    cells.append(("ours", text, entry.ours_bold, entry.ours.marker))
+                    marker = entry.ours.marker + (RANK_MARK if entry.ours.rank_note else "")
+                    cells.append(("ours", text, entry.ours_bold, marker))
             elif leaf == "paper":
                 if entry.paper is None:
                     cells.append(("paper", DASH, False, ""))
@@ -204,6 +205,7 @@ _LATEX = {
     "·": r"$\cdot$",
     "‖": r"$\|$",
     "†": r"$\dagger$",
+    "‡": r"$\ddagger$",
     "≥": r"$\geq$",
     "≤": r"$\leq$",
     "→": r"$\rightarrow$",

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from ganbench.metrics.fid import RANK_MARK, feature_dim, rank_deficiency_note
 from ganbench.report.collect import IN_TRAINING, RECORD_COLUMNS, Measurement, RunResult, _text, config_key, semantic
 from ganbench.report.papers import PaperNumbers, PaperProtocol, PaperValue
 
@@ -143,6 +144,7 @@ class Stat:
     seeds: tuple[int, ...]
     marker: str  # the cell's footnote marker: a protocol letter, FULL_EVAL_MARK, or ""
     runs: tuple[str, ...]
+    rank_note: str = ""  # a FID from N ≤ D samples on a side: why (fid.rank_deficiency_note); marked RANK_MARK
 
 
 @dataclass
@@ -584,7 +586,7 @@ def noise_test(ours: Stat, paper: PaperValue) -> float | None:
 # Cells: one (row, column) of measured values, split by protocol.
 
 
-def aggregate(values: list[tuple[int, float, str]], marker: str) -> Stat:
+def aggregate(values: list[tuple[int, float, str]], marker: str, rank_note: str = "") -> Stat:
     """(seed, value, run) triples of one protocol -> mean and sample standard deviation."""
     numbers = [value for _, value, _ in values]
     std = statistics.stdev(numbers) if len(numbers) > 1 else None
@@ -595,7 +597,28 @@ def aggregate(values: list[tuple[int, float, str]], marker: str) -> Stat:
         seeds=tuple(sorted(seed for seed, _, _ in values)),
         marker=marker,
         runs=tuple(run for _, _, run in values),
+        rank_note=rank_note,
     )
+
+
+def cell_rank_note(fields: dict[str, str] | None, metric: str) -> str:
+    """The rank-deficiency note of a `metric` cell measured under the protocol `fields` (a FID from N ≤ D samples on
+    a side: the row's n_fake, n_real and its extractor's feature width); "" for any other cell."""
+    if metric != "fid" or not fields:
+        return ""
+    return rank_deficiency_note(fields.get("n_fake"), fields.get("n_real"), feature_dim(fields.get("extractor", "")))
+
+
+def _protocol_note(protocol: Protocol, metric: str) -> str:
+    fields = next((dict(found) for m, _, found in protocol.evaluation if m == metric), None)
+    return cell_rank_note(fields, metric)
+
+
+def note_rank_deficiency(table: Table) -> None:
+    """One footnote under a table with FID cells from N ≤ D samples (their cells carry RANK_MARK), naming each N."""
+    notes = [entry.ours.rank_note for row in table.rows for entry in row.entries if entry.ours and entry.ours.rank_note]
+    if notes:
+        table.footnotes.append((RANK_MARK, " ".join(f"FID from {note}." for note in dict.fromkeys(notes))))
 
 
 @dataclass
@@ -619,7 +642,7 @@ class _Group:
 
     def stat(self, column: str, marker: str) -> Stat | None:
         found = self.values.get(column)
-        return aggregate(found, marker) if found else None
+        return aggregate(found, marker, _protocol_note(self.protocol, column.split("/")[-1])) if found else None
 
 
 def mark_best(table: Table) -> None:
@@ -836,7 +859,7 @@ def paper_tables(
                     ours = found.stat(column.key, mark)
                 elif block == "real" and dataset in real and metric in real[dataset][1]:
                     value = real[dataset][1][metric]
-                    ours = Stat(value, None, 1, (), "", ())
+                    ours = Stat(value, None, 1, (), "", (), _protocol_note(real[dataset][0], metric))
                 entry = Entry(ours=ours, paper=paper, comparable=True if ours is not None else None)
                 if found is not None and ours is not None:
                     entry.protocol_id = found.protocol.id
@@ -1117,7 +1140,8 @@ def runs_table(runs: list[RunResult]) -> Table:
             chosen = run.values.get(metric)
             stat = None
             if chosen is not None:
-                stat = Stat(chosen.value, None, 1, (run.seed,), "", (run.rel,))
+                note = cell_rank_note(dict(chosen.protocol), metric)
+                stat = Stat(chosen.value, None, 1, (run.seed,), "", (run.rel,), note)
             entries.append(Entry(ours=stat))
         step = f"{run.step}/{run.steps}"
         chosen_at = "–" if run.selected_step is None else f"{run.selected_step} ({run.generator}, {run.selection_kind})"
@@ -1159,6 +1183,8 @@ def arrange(
         tables += generic_tables(runs, seen)
     if "runs" in wanted and runs:
         tables.append(runs_table(runs))
+    for table in tables:
+        note_rank_deficiency(table)
     cited = [entry.protocol_id for table in tables for row in table.rows for entry in row.entries if entry.protocol_id]
     report = Report(tables)
     names: dict[tuple[tuple[str, str], ...], str] = {}
