@@ -130,6 +130,9 @@ class EvalConfig:
     num_samples: int = _range(1, MAX_SAMPLES, default=50000)
     metrics: list[str] = field(default_factory=lambda: ["fid", "is"])  # checked by `validate`
     ref_split: str = ""  # reference statistics split; "" = the dataset's paper choice
+    # reference statistics from this many images of the split; 0 = all of it. A subset is a fixed seeded random
+    # choice, the same for every run, so that a split stored class by class is not cut to its first classes
+    ref_num: int = _range(0, MAX_SAMPLES, default=0)
     inception_weights: str = ""  # a local Inception weights file; "" = the libraries' own download path
     backend: str = _choice("torch-fidelity", "pytorch-fid", default="torch-fidelity")
     batch_size: int = _range(1, MAX_BATCH, default=250)
@@ -186,7 +189,7 @@ NON_SEMANTIC_KEYS = (
 
 # Keys added after runs of earlier versions existed, at the default that computes what those runs computed: left out
 # of both hashes while at that default, so such a run directory still resumes under this version.
-LATER_KEYS_AT_DEFAULT = (("model", "num_classes", 0), ("train", "accumulate", 1))
+LATER_KEYS_AT_DEFAULT = (("model", "num_classes", 0), ("train", "accumulate", 1), ("eval", "ref_num", 0))
 
 
 def omit_later_defaults(tree: dict[str, Any]) -> None:

@@ -207,6 +207,7 @@ class Evaluation:
                 recipe.data,
                 self.extractor,
                 split=recipe.eval.ref_split,
+                num=recipe.eval.ref_num,
                 with_features=needs_features,
                 batch_size=recipe.eval.batch_size,
                 progress=self.progress,

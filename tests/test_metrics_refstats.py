@@ -20,6 +20,7 @@ from ganbench.metrics.refstats import (
     RefStats,
     load_npz,
     reference_statistics,
+    reference_subset,
     save_npz,
 )
 from ganbench.recipe import DataConfig
@@ -167,6 +168,44 @@ def test_the_split_is_in_the_key_even_for_identical_images(tmp_path: Path, chann
     assert reference_statistics(cfg, channel_means, split="test").key == test.key and channel_means.images == 6
 
 
+def test_a_subset_is_a_fixed_spread_choice_of_distinct_images() -> None:
+    chosen = reference_subset(5000, 500)
+    assert len(chosen) == 500 and len(set(chosen.tolist())) == 500
+    assert chosen.tolist() == sorted(chosen.tolist()) and int(chosen.min()) >= 0 and int(chosen.max()) < 5000
+    # the same images for every run, on any machine: numpy's legacy stream is frozen, so these are the images of
+    # reference_subset(10, 3) for good (a change here means cached statistics under the same key would differ)
+    assert torch.equal(chosen, reference_subset(5000, 500))
+    assert reference_subset(10, 3).tolist() == [2, 4, 8]
+    # a split stored class by class (10 classes of 500): every class is represented, none dominates, where the
+    # first 500 images would be one class
+    counts = np.bincount(chosen.numpy() // 500, minlength=10)
+    assert counts.min() >= 25 and counts.max() <= 75
+    assert torch.equal(reference_subset(7, 0), torch.arange(7)) and torch.equal(reference_subset(7, 7), torch.arange(7))
+    with pytest.raises(MetricError, match="eval.ref_num 8: the reference split has 7 images"):
+        reference_subset(7, 8)
+
+
+def test_subset_statistics_are_those_of_the_chosen_images_under_their_own_key(
+    tmp_path: Path, channel_means: ChannelMeans
+) -> None:
+    pixels = [np.random.default_rng(i).integers(0, 255, (6, 6, 3), dtype=np.uint8) for i in range(9)]
+    write_folder(tmp_path / "a", pixels)
+    cfg = DataConfig(name="folder", root=str(tmp_path / "a"), size=6)
+    whole = reference_statistics(cfg, channel_means)
+    part = reference_statistics(cfg, channel_means, num=4)
+    assert channel_means.images == 9 + 4
+    picked = reference_subset(9, 4).tolist()
+    features = channel_means_by_numpy([pixels[i] for i in picked])
+    np.testing.assert_allclose(part.mu, features.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(part.sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=1e-9)
+    assert part.n == 4 and whole.n == 9
+    assert part.key != whole.key and part.path != whole.path and "-4img-" in Path(part.path).name
+    assert part.dataset_hash == whole.dataset_hash and "4 images of it" in part.source
+    assert reference_statistics(cfg, channel_means, num=4).key == part.key and channel_means.images == 13  # cached
+    assert reference_statistics(cfg, channel_means, num=9).key == whole.key  # all images: the whole split's entry
+    assert reference_statistics(cfg, channel_means, num=5).key not in (part.key, whole.key)
+
+
 def test_a_damaged_cache_entry_is_recomputed(extractor: Counting) -> None:
     first = reference_statistics(SHAPES, extractor, split="train")  # type: ignore[arg-type]
     Path(first.path).write_bytes(b"truncated")
@@ -300,3 +339,15 @@ def test_wrong_statistics_are_refused(tmp_path: Path, arrays: dict[str, np.ndarr
 def test_missing_npz(tmp_path: Path) -> None:
     with pytest.raises(MetricError, match="no such statistics file"):
         load_npz(tmp_path / "absent.npz")
+
+
+def test_ref_num_at_its_default_leaves_the_recipe_hash_alone() -> None:
+    """Run directories made before eval.ref_num existed resume: at 0 the key is in no hash, otherwise it is."""
+    from ganbench.config import omit_later_defaults
+    from ganbench.recipe import loads
+
+    plain, subset = loads("[eval]\nevery = 0\n"), loads("[eval]\nevery = 0\n", ["eval.ref_num=5000"])
+    tree = plain.to_dict()
+    omit_later_defaults(tree)
+    assert "ref_num" not in tree["eval"] and "every" in tree["eval"]
+    assert plain.hash() != subset.hash()

@@ -204,6 +204,13 @@ CASES: dict[str, Case] = {
         check="rows:ref_split,ref_hash,value,fingerprint",
         why=NOT_WEIGHTS,
     ),
+    "eval.ref_num": Case(
+        "images",
+        ("eval.ref_num=40",),
+        setup=EVAL_IMAGES,
+        check="rows:n_real,value,fingerprint",
+        why=NOT_WEIGHTS,
+    ),
     "eval.backend": Case(
         "images",
         ("eval.backend='pytorch-fid'",),

@@ -3,9 +3,9 @@
 A cache entry is `<cache>/stats/<dataset>-<split>-<H>px-<key>.npz` holding `mu`, `sigma` (float64, the TTUR layout)
 and metadata. KID and precision/recall need the reference features themselves: they are kept beside it as
 `….features.npy` (float32, as the network computes them; 400 MB for 50k images) when a metric asks for them. The key
-hashes the dataset's content hash, the split, the image size, and the extractor's name, weights hash and resize: any
-change gives another entry. A plain TTUR .npz (`mu`, `sigma` only, e.g. published statistics) can be imported; it
-supports FID only.
+hashes the dataset's content hash, the split, the image size, the number of images (a subset of the split, see
+`reference_subset`), and the extractor's name, weights hash and resize: any change gives another entry.
+A plain TTUR .npz (`mu`, `sigma` only, e.g. published statistics) can be imported; it supports FID only.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ganbench.metrics.inception import Extractor, file_sha256
 from ganbench.progress import NullProgress, Progress
 
 CACHE_VERSION = 1  # bump when what a cache entry means changes
+SUBSET_SEED = 0  # the permutation that picks a reference subset; part of what a subset's key means
 # Which split the papers compare against; STL-10's 48 px is the data loader's own default size.
 PAPER_SPLITS = {"cifar10": "train", "cifar100": "train", "cifar10-jpeg": "train", "stl10": "unlabeled", "folder": "all"}
 _META_KEYS = ("dataset", "split", "size", "dataset_hash", "source", "key", "extractor", "weights_hash", "resize")
@@ -82,9 +83,26 @@ def reference_split(dataset: str, requested: str = "") -> str:
     return "train" if "train" in spec.splits else spec.splits[0]
 
 
-def stats_key(dataset_hash: str, split: str, size: int, extractor: Extractor) -> str:
-    """A hash of everything that produced a set of reference statistics."""
-    tree = {
+def reference_subset(total: int, num: int) -> torch.Tensor:
+    """Which images of a split of `total` the statistics of `num` images use (0: all): the first `num` of a fixed
+    permutation (numpy's RandomState(SUBSET_SEED)), in the split's order. A random choice rather than the first `num`
+    images, because splits stored class by class (the JPEG copy of CIFAR-10, image folders) would otherwise give one
+    class only."""
+    if num < 0 or num > total:
+        raise MetricError(
+            f"eval.ref_num {num}: the reference split has {total} images; ask for at most {total} (0 = all of them)"
+        )
+    if num in (0, total):
+        return torch.arange(total)
+    # numpy's legacy RandomState: its stream is frozen across numpy releases, so a subset means the same images
+    # wherever and whenever it is drawn (the cache key and the fingerprint name it by its size and seed only)
+    order = np.random.RandomState(SUBSET_SEED).permutation(total)[:num]
+    return torch.from_numpy(np.sort(order))
+
+
+def stats_key(dataset_hash: str, split: str, size: int, extractor: Extractor, num: int = 0) -> str:
+    """A hash of everything that produced a set of reference statistics (`num`: a subset's size, 0 for the split)."""
+    tree: dict[str, Any] = {
         "version": CACHE_VERSION,
         "dataset_hash": dataset_hash,
         "split": split,
@@ -94,6 +112,8 @@ def stats_key(dataset_hash: str, split: str, size: int, extractor: Extractor) ->
         "resize": extractor.resize,
         "precision": extractor.precision,
     }
+    if num:  # absent for a whole split, so the keys of existing cache entries stay what they were
+        tree["subset"] = {"num": num, "seed": SUBSET_SEED}
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -118,8 +138,9 @@ def extract_features(
     return {name: torch.cat(values) for name, values in parts.items()}
 
 
-def cache_path(dataset: str, split: str, size: int, key: str) -> Path:
-    return cache_dir() / "stats" / f"{dataset}-{split}-{size}px-{key}.npz"
+def cache_path(dataset: str, split: str, size: int, key: str, num: int = 0) -> Path:
+    subset = f"-{num}img" if num else ""
+    return cache_dir() / "stats" / f"{dataset}-{split}{subset}-{size}px-{key}.npz"
 
 
 def _features_path(path: Path) -> Path:
@@ -132,12 +153,14 @@ def reference_statistics(
     *,
     split: str = "",
     size: int | None = None,
+    num: int = 0,
     with_features: bool = False,
     batch_size: int = 250,
     progress: Progress | None = None,
 ) -> RefStats:
     """Statistics of `data_cfg`'s dataset at `split` ("" = the papers' split) and `size` (None = `data_cfg.size`),
-    from the cache when an entry for the same protocol exists; `with_features` also keeps the features (KID, PR)."""
+    from the cache when an entry for the same protocol exists; `num` > 0 takes that many images of the split
+    (`reference_subset`); `with_features` also keeps the features (KID, PR)."""
     from ganbench import data
 
     split = reference_split(data_cfg.name, split)
@@ -146,14 +169,16 @@ def reference_statistics(
     if dataset.kind != "image":
         raise MetricError(f"{cfg.name}: Inception statistics need an image dataset, {cfg.name} holds {dataset.kind}")
     side = int(dataset.tensor.shape[-1])
-    key = stats_key(dataset.content_hash, split, side, extractor)
-    path = cache_path(cfg.name, split, side, key)
+    chosen = reference_subset(len(dataset.tensor), num)
+    num = 0 if len(chosen) == len(dataset.tensor) else len(chosen)
+    key = stats_key(dataset.content_hash, split, side, extractor, num)
+    path = cache_path(cfg.name, split, side, key, num)
     meta = {
         "dataset": cfg.name,
         "split": split,
         "size": side,
         "dataset_hash": dataset.content_hash,
-        "source": dataset.source,
+        "source": dataset.source + (f"; {num} images of it, a seeded random choice" if num else ""),
         "key": key,
         "extractor": extractor.name,
         "weights_hash": extractor.weights_hash,
@@ -162,7 +187,9 @@ def reference_statistics(
     cached = _read_cache(path, key, with_features)
     if cached is not None:
         return cached
-    pool = extract_features(dataset.tensor, extractor, batch_size, progress, f"reference features {cfg.name} {split}")
+    images = dataset.tensor if not num else dataset.tensor[chosen]
+    task = f"reference features {cfg.name} {split}" + (f" ({num} images)" if num else "")
+    pool = extract_features(images, extractor, batch_size, progress, task)
     features = pool["pool"].numpy()
     mu, sigma = feature_statistics(features)
     stats = RefStats(mu, sigma, len(features), features=features, path=str(path), **_typed(meta))
