@@ -27,6 +27,11 @@ from ganbench.recipe import DataConfig
 from tests.test_metrics_inception import save_tiny_trunk
 
 SHAPES = DataConfig(name="shapes", num_samples=24, size=32)
+# The stand-in features lie in [0, 1] and reach the statistics as float32, as the network's do: float32 rounding moves
+# a mean by at most ~6e-8 and a covariance entry by ~1e-9 (measured up to 4e-10), on any CPU; a wrong image or subset
+# moves them by 1e-3 or more. Absolute floors, since a mean or covariance entry near zero has no relative scale.
+FLOAT32_ABS = 2e-7
+FLOAT32_COV = 1e-8
 
 
 class Counting:
@@ -129,8 +134,8 @@ def test_one_changed_pixel_gives_another_key_and_other_statistics(tmp_path: Path
     first = reference_statistics(DataConfig(name="folder", root=str(tmp_path / "a"), size=6), channel_means)
     features = channel_means_by_numpy(pixels)
     # features are float32, as the network's are: agreement to float32 round-off
-    np.testing.assert_allclose(first.mu, features.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(first.sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(first.mu, features.mean(axis=0), rtol=1e-6, atol=FLOAT32_ABS)
+    np.testing.assert_allclose(first.sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=FLOAT32_COV)
     assert channel_means.images == 5
 
     # The same images in another folder: the key is the content's, so the cache answers.
@@ -145,10 +150,10 @@ def test_one_changed_pixel_gives_another_key_and_other_statistics(tmp_path: Path
     changed = reference_statistics(DataConfig(name="folder", root=str(tmp_path / "copy"), size=6), channel_means)
     assert changed.key != first.key and changed.dataset_hash != first.dataset_hash
     assert channel_means.images == 10
-    np.testing.assert_allclose(changed.mu, channel_means_by_numpy(pixels).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(changed.mu, channel_means_by_numpy(pixels).mean(axis=0), rtol=1e-6, atol=FLOAT32_ABS)
     # green: one level (1/255) more in one of 36 pixels of one of 5 images
     assert changed.mu[1] - first.mu[1] == pytest.approx(1 / 255 / 36 / 5, abs=1e-7)
-    np.testing.assert_allclose(changed.mu[[0, 2]], first.mu[[0, 2]], rtol=1e-6)
+    np.testing.assert_allclose(changed.mu[[0, 2]], first.mu[[0, 2]], rtol=1e-6, atol=FLOAT32_ABS)
     assert len(list((cache_dir() / "stats").glob("*.npz"))) == 2
 
 
@@ -196,8 +201,8 @@ def test_subset_statistics_are_those_of_the_chosen_images_under_their_own_key(
     assert channel_means.images == 9 + 4
     picked = reference_subset(9, 4).tolist()
     features = channel_means_by_numpy([pixels[i] for i in picked])
-    np.testing.assert_allclose(part.mu, features.mean(axis=0), rtol=1e-6)
-    np.testing.assert_allclose(part.sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(part.mu, features.mean(axis=0), rtol=1e-6, atol=FLOAT32_ABS)
+    np.testing.assert_allclose(part.sigma, np.cov(features, rowvar=False), rtol=1e-5, atol=FLOAT32_COV)
     assert part.n == 4 and whole.n == 9
     assert part.key != whole.key and part.path != whole.path and "-4img-" in Path(part.path).name
     assert part.dataset_hash == whole.dataset_hash and "4 images of it" in part.source
@@ -241,11 +246,11 @@ def test_the_papers_reference_split_is_used_whatever_split_training_reads(
     default = reference_statistics(cfg, channel_means)
     assert (default.split, default.n) == ("unlabeled", 4)
     unlabeled = channel_means_by_numpy(list(unlabeled_images.transpose(0, 2, 3, 1)))
-    np.testing.assert_allclose(default.mu, unlabeled.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(default.mu, unlabeled.mean(axis=0), rtol=1e-6, atol=FLOAT32_ABS)
     asked = reference_statistics(cfg, channel_means, split="train")
     assert (asked.split, asked.n) == ("train", 3)
     train = channel_means_by_numpy(list(train_images.transpose(0, 2, 3, 1)))
-    np.testing.assert_allclose(asked.mu, train.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(asked.mu, train.mean(axis=0), rtol=1e-6, atol=FLOAT32_ABS)
     # A set the papers do not use: its train split.
     shapes = reference_statistics(DataConfig(name="shapes", split="test", num_samples=4, size=8), channel_means)
     assert shapes.split == "train"

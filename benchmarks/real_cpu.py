@@ -1,0 +1,263 @@
+"""Real numbers on a CPU: the paper's CIFAR-10 CNN recipes trained on the CIFAR-10 JPEG copy and scored by the real
+FID trunk at several steps, optionally beside checkpoints of the official GN-GAN code trained the same way.
+
+    python3 benchmarks/real_cpu.py                           # train gn, sn, pgn; score; write the results
+    python3 benchmarks/real_cpu.py --official seed0=DIR ...  # also score the official code's checkpoints in DIR
+    python3 benchmarks/real_cpu.py --score-only              # score runs already trained (resumes unfinished ones)
+
+Every key of recipes/cifar10_cnn_<method>.toml is kept except those `cpu_overrides` changes, which the output
+records: the JPEG copy instead of CIFAR-10, batch sizes D/G reduced (default 16/32, the paper's 64/128), the number
+of G steps (default 500, the paper's 200k), checkpoints at the evaluation steps, no in-training evaluation, and the
+evaluation itself: `--num-samples` (1,000) samples of the raw G (the paper recipes' selected generator), FID and KID
+against the statistics of `--ref-num` (5,000) images of the copy's train split, at step 0 (G as initialised) and
+every `--eval-every` steps. This is a CPU-scale run, not the papers' protocol: its FIDs compare with each other, not
+with the papers' 50k-sample figures.
+
+Needs the FID trunk ($GANBENCH_INCEPTION_WEIGHTS) and the archive (data.root, $GANBENCH_CIFAR10_JPEG or
+$GANBENCH_SHARED_DATA). Writes `<out>/real_cpu.json` (settings, machine, wall times, every score), `real_cpu.csv`
+(one row per source, seed and step) and `real_cpu.png` (FID against step per method, and each method's last sample
+sheet), rewriting them after every scored checkpoint so that a run cut short keeps what it measured.
+
+The official code's checkpoints (`%06d.pt` files holding `net_G`, `000000.pt` being its G as initialised) are scored
+with the same evaluation: its CNN generator's tensors load into ganbench's `cnn32` generator by name, except its
+last layer, a stride-1 transposed convolution, which is the same map as ganbench's convolution with the kernel's
+in/out axes swapped and flipped in space (`official_generator_state`; checked on the loaded weights by running both
+layers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ganbench import recipe as recipes  # noqa: E402
+from ganbench.checkpoints import build_generator, load_generator  # noqa: E402
+from ganbench.evaluation import Evaluation  # noqa: E402
+from ganbench.metrics.inception import WEIGHTS_ENV  # noqa: E402
+from ganbench.store import RunDir  # noqa: E402
+from ganbench.train.loop import Trainer  # noqa: E402
+
+METHODS = ("gn", "sn", "pgn")
+PAPER = {"batch_size_d": 64, "batch_size_g": 128, "steps": 200_000, "num_samples": 50_000}
+
+
+def cpu_overrides(args: argparse.Namespace, seed: int) -> list[str]:
+    """What the CPU run changes in a paper recipe; every other key stays the paper's."""
+    return [
+        f"seed={seed}",
+        "data.name=cifar10-jpeg",
+        f"train.batch_size_d={args.batch_d}",
+        f"train.batch_size_g={args.batch_g}",
+        f"train.steps={args.steps}",
+        f"train.checkpoint_every={args.eval_every}",
+        f"train.sample_every={args.eval_every}",
+        "train.log_every=50",
+        "train.device=cpu",
+        "eval.every=0",
+        f"eval.num_samples={args.num_samples}",
+        'eval.metrics=["fid", "kid"]',
+        f"eval.ref_num={args.ref_num}",
+    ]
+
+
+def recipe_path(method: str) -> Path:
+    return REPO / "recipes" / f"cifar10_cnn_{method}.toml"
+
+
+def official_generator_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The official CNN generator's state dict under ganbench's cnn32 layout: the same names, and the last layer's
+    ConvTranspose2d(64, 3, 3, stride 1, padding 1) kernel (in, out, kh, kw) as the equivalent Conv2d kernel
+    (out, in, kh, kw): axes swapped and flipped in space."""
+    mapped = dict(state)
+    last = mapped["main.11.weight"]
+    if last.shape == (64, 3, 3, 3):
+        mapped["main.11.weight"] = last.transpose(0, 1).flip(2, 3).contiguous()
+        x = torch.randn(2, 64, 5, 5, dtype=last.dtype, generator=torch.Generator().manual_seed(0))
+        same = F.conv_transpose2d(x, last, padding=1)
+        assert torch.allclose(same, F.conv2d(x, mapped["main.11.weight"], padding=1), rtol=0, atol=1e-5)
+    return mapped
+
+
+def train(method: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
+    """`ganbench train` of one method and seed through the command line (resuming an unfinished run)."""
+    run_dir = args.runs / f"{method}-seed{seed}"
+    command = [sys.executable, "-m", "ganbench", "train", str(recipe_path(method)), "--run-dir", str(run_dir)]
+    for item in cpu_overrides(args, seed):
+        command += ["--set", item]
+    print("$", " ".join(command[1:]), flush=True)
+    started = time.perf_counter()
+    if not args.score_only or not (run_dir / "run.json").is_file():
+        subprocess.run(command, check=True)
+    return run_dir, time.perf_counter() - started
+
+
+def initial_generator(recipe: recipes.Recipe, scratch: Path) -> torch.nn.Module:
+    """The trainer's G as initialised from the recipe's seed (before step 1)."""
+    trainer = Trainer(recipe, RunDir(scratch))
+    trainer._build()
+    return trainer.G
+
+
+class Writer:
+    """Collects scores and writes the JSON, CSV and figure after each one."""
+
+    def __init__(self, args: argparse.Namespace, settings: dict[str, Any]) -> None:
+        self.args, self.settings = args, settings
+        self.rows: list[dict[str, Any]] = []
+        self.train_wall: dict[str, float] = {}
+        self.sheets: dict[str, Path] = {}
+        args.out.mkdir(parents=True, exist_ok=True)
+
+    def add(self, source: str, method: str, seed: int, step: int, scores: dict[str, float], wall: float) -> None:
+        row = {"source": source, "method": method, "seed": seed, "step": step, **scores, "eval_wall_s": round(wall, 1)}
+        self.rows.append(row)
+        print(json.dumps(row), flush=True)
+        self.write()
+
+    def write(self) -> None:
+        out = self.args.out
+        document = {**self.settings, "train_wall_s": self.train_wall, "scores": self.rows}
+        (out / "real_cpu.json").write_text(json.dumps(document, indent=1) + "\n")
+        columns = ["source", "method", "seed", "step", "fid", "kid_mean", "kid_std", "eval_wall_s"]
+        with open(out / "real_cpu.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        self.plot()
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.image as mpimg
+        import matplotlib.pyplot as plt
+
+        sheets = sorted(self.sheets.items())
+        fig = plt.figure(figsize=(5 + 3 * len(sheets), 4.2))
+        grid = fig.add_gridspec(1, 1 + len(sheets), width_ratios=[5] + [3] * len(sheets))
+        ax = fig.add_subplot(grid[0, 0])
+        curves: dict[tuple[str, str, int], list[tuple[int, float]]] = {}
+        for row in self.rows:
+            curves.setdefault((row["source"], row["method"], row["seed"]), []).append((row["step"], row["fid"]))
+        colours = {"gn": "tab:blue", "sn": "tab:orange", "pgn": "tab:green"}
+        for (source, method, seed), points in sorted(curves.items()):
+            steps, fids = zip(*sorted(points), strict=True)
+            official = source != "ganbench"
+            label = f"{'official GN-GAN code' if official else 'ganbench ' + method.upper()} seed {seed}"
+            style = "--" if official else "-"
+            ax.plot(steps, fids, style, marker="o", color="black" if official else colours.get(method), label=label)
+        ax.set_xlabel("G step")
+        ax.set_ylabel(f"FID ({self.args.num_samples} samples vs {self.args.ref_num} images)")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title("CIFAR-10 JPEG copy, standard CNN, CPU scale", fontsize=9)
+        for i, (name, path) in enumerate(sheets):
+            sheet = fig.add_subplot(grid[0, 1 + i])
+            sheet.imshow(mpimg.imread(path))
+            sheet.set_title(f"{name}, raw G, step {self.args.steps}", fontsize=9)
+            sheet.axis("off")
+        fig.tight_layout()
+        fig.savefig(self.args.out / "real_cpu.png", dpi=110)
+        plt.close(fig)
+
+
+def score(evaluation: Evaluation, generator: torch.nn.Module) -> tuple[dict[str, float], float]:
+    started = time.perf_counter()
+    values = evaluation.scores(generator, evaluation.families)
+    return {k: float(v) for k, v in values.items()}, time.perf_counter() - started
+
+
+def eval_steps(args: argparse.Namespace) -> list[int]:
+    return sorted({0, *range(args.eval_every, args.steps + 1, args.eval_every), args.steps})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: gn,sn,pgn")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--batch-d", type=int, default=16)
+    parser.add_argument("--batch-g", type=int, default=32)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--ref-num", type=int, default=5000)
+    parser.add_argument("--runs", type=Path, default=REPO / "results" / "real_cpu", help="run directories")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--official", action="append", default=[], help="NAME=DIR of official checkpoints")
+    parser.add_argument("--score-only", action="store_true", help="score existing runs; train only missing ones")
+    args = parser.parse_args()
+    if not os.environ.get(WEIGHTS_ENV):
+        parser.error(f"set ${WEIGHTS_ENV} to the FID trunk (see README: Real numbers on a CPU)")
+    methods = [m for m in args.methods.split(",") if m]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    settings = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "overrides": cpu_overrides(args, seeds[0])[1:],
+        "paper": PAPER,
+        "eval_steps": eval_steps(args),
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    writer = Writer(args, settings)
+    base = recipes.load(recipe_path("gn"), cpu_overrides(args, 0))
+    evaluation = Evaluation(base, "cpu")  # one extractor and one reference for every source
+    scratch = args.runs / ".init"
+    for method in methods:
+        for seed in seeds:
+            run_dir, wall = train(method, seed, args)
+            writer.train_wall[f"{method}-seed{seed}"] = round(wall, 1)
+            recipe = recipes.load(recipe_path(method), cpu_overrides(args, seed))
+            for step in eval_steps(args):
+                if step == 0:
+                    generator = initial_generator(recipe, scratch / f"{method}-{seed}")
+                else:
+                    generator, saved = load_generator(RunDir(run_dir), step, ema=False)
+                    assert saved == step
+                values, took = score(evaluation, generator)
+                writer.add("ganbench", method, seed, step, values, took)
+            writer.sheets[f"ganbench {method.upper()}"] = run_dir / "samples" / f"raw-step-{args.steps}.png"
+            writer.write()
+    for item in args.official:
+        name, _, folder = item.partition("=")
+        seed = int(name.removeprefix("seed")) if name.removeprefix("seed").isdigit() else 0
+        for step in eval_steps(args):
+            path = Path(folder) / f"{step:06d}.pt"
+            state = torch.load(path, map_location="cpu", weights_only=True)["net_G"]
+            generator = build_generator(base)
+            generator.load_state_dict(official_generator_state(state))
+            values, took = score(evaluation, generator)
+            writer.add("official", "gn", seed, step, values, took)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

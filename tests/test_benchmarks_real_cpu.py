@@ -1,0 +1,100 @@
+"""benchmarks/real_cpu.py: the CPU run changes only the keys it says it changes, and the official CNN generator's
+weights load into ganbench's generator as the same function."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from ganbench import recipe as recipes
+from ganbench.checkpoints import build_generator
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "real_cpu.py"
+
+
+@pytest.fixture(scope="module")
+def real_cpu() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmarks_real_cpu", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("benchmarks_real_cpu", None)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("method", ["gn", "sn", "pgn"])
+def test_the_cpu_run_keeps_every_other_key_of_the_paper_recipe(real_cpu: ModuleType, method: str) -> None:
+    args = real_cpu.argparse.Namespace(
+        batch_d=16, batch_g=32, steps=500, eval_every=250, num_samples=1000, ref_num=5000
+    )
+    paper = _flat(recipes.load(real_cpu.recipe_path(method)).to_dict())
+    cpu = _flat(recipes.load(real_cpu.recipe_path(method), real_cpu.cpu_overrides(args, 0)).to_dict())
+    changed = {key for key in paper if paper[key] != cpu[key]}
+    assert changed == {
+        "data.name",
+        "train.batch_size_d",
+        "train.batch_size_g",
+        "train.steps",
+        "train.checkpoint_every",
+        "train.sample_every",
+        "train.log_every",
+        "train.device",
+        "eval.every",
+        "eval.num_samples",
+        "eval.metrics",
+        "eval.ref_num",
+    }
+    assert (cpu["method.name"], cpu["loss.name"], cpu["train.lr_d"], cpu["train.beta2"]) == (method, "bce", 2e-4, 0.9)
+    assert (cpu["train.batch_size_d"], cpu["train.batch_size_g"], cpu["eval.ref_num"]) == (16, 32, 5000)
+
+
+class OfficialLayoutGenerator(nn.Module):
+    """The GN-GAN code's 32 px CNN generator as its parameter names lay it out: linear to 512·4·4, then `main` with
+    BatchNorm-ReLU and three stride-2 transposed convolutions, and a stride-1 3 x 3 transposed convolution to RGB."""
+
+    def __init__(self, z_dim: int = 128) -> None:
+        super().__init__()
+        self.linear = nn.Linear(z_dim, 4 * 4 * 512)
+        layers: list[nn.Module] = [nn.BatchNorm2d(512), nn.ReLU()]
+        for c_in, c_out in ((512, 256), (256, 128), (128, 64)):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(64, 3, 3, 1, 1), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(self.linear(z).view(len(z), 512, 4, 4))
+
+
+def test_official_generator_weights_give_the_same_images_in_ganbench_generator(real_cpu: ModuleType) -> None:
+    torch.manual_seed(0)
+    official = OfficialLayoutGenerator()
+    for module in official.modules():  # BatchNorm affine and running statistics away from 1/0, so they matter
+        if isinstance(module, nn.BatchNorm2d):
+            for tensor in (module.weight, module.bias, module.running_mean):
+                nn.init.uniform_(tensor, 0.5, 1.5)
+    recipe = recipes.load(real_cpu.recipe_path("gn"), ["data.name=cifar10"])
+    ours = build_generator(recipe)
+    ours.load_state_dict(real_cpu.official_generator_state(official.state_dict()))
+    z = torch.randn(6, 128)
+    for train_mode in (True, False):  # batch statistics (as sampled for the metrics) and running statistics
+        official.train(train_mode)
+        ours.train(train_mode)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(z), official(z), rtol=0, atol=1e-5)
