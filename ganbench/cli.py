@@ -119,6 +119,12 @@ def _guarded(work: Callable[[], Any]) -> Any:
 
 def failure_line(err: BaseException) -> str:
     """What went wrong, in one line, for failures that are not ganbench's own errors."""
+    from ganbench.files import no_room_errno
+
+    code = no_room_errno(err)
+    if code is not None and not (isinstance(err, OSError) and err.errno == code):  # a writer's own words for it
+        filename = err.filename if isinstance(err, OSError) else None
+        err = OSError(code, os.strerror(code), filename) if filename else OSError(code, os.strerror(code))
     if isinstance(err, OSError) and err.strerror:
         where = f"{err.filename}: " if err.filename else ""
         hint = {

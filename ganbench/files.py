@@ -6,12 +6,18 @@ reaching the run-directory contract (ganbench.store). Every atomic write of ganb
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "cache_dir"]
+__all__ = ["atomic_write", "atomic_write_text", "cache_dir", "disk_full", "no_room_errno"]
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
+# Free space below which a write that failed without an errno is taken for a full disk: torch.save's zip writer
+# raises a plain RuntimeError ("unexpected pos ..." or "iostream error") when the file system runs out of room.
+FULL_BELOW = 1 << 20
 
 
 def cache_dir() -> Path:
@@ -36,14 +42,48 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = isinstance(err, Exception) and disk_full(err, tmp.parent)  # asked before the temp file frees space
         tmp.unlink(missing_ok=True)
+        if full:  # one error for every writer: a full disk, naming the file that did not fit
+            code = no_room_errno(err) or errno.ENOSPC
+            raise OSError(code, os.strerror(code), str(path)) from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def no_room_errno(err: BaseException) -> int | None:
+    """ENOSPC or EDQUOT when `err` or an exception it was raised from or during is an OSError saying so."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [err]
+    while stack:
+        item = stack.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in NO_ROOM:
+            return item.errno
+        stack += [item.__cause__, item.__context__]
+    return None
+
+
+def disk_full(err: BaseException, folder: Path) -> bool:
+    """Whether a write into `folder` that raised `err` failed for want of room: an OSError with ENOSPC or EDQUOT in
+    the exception's chain, or (for writers that raise no OSError, such as torch.save) an error other than an
+    OSError while the file system holds less than FULL_BELOW bytes a user may write."""
+    if no_room_errno(err) is not None:
+        return True
+    if isinstance(err, OSError | MemoryError):
+        return False  # another write error (read-only, no permission) says what it is itself
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < FULL_BELOW
 
 
 def _read_umask() -> int:

@@ -14,7 +14,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import torch
@@ -101,6 +101,29 @@ def _install(folder: Path, name: str, fill: Any, digest: str) -> None:
     _write_manifest(folder, manifest)
 
 
+class _Recording:
+    """The file torch.save writes a checkpoint through, keeping the OSError of a write that failed: torch's zip writer
+    turns it into a RuntimeError ("unexpected pos ...") that no longer says why (a full disk: ENOSPC)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.handle.flush()
+        except OSError as err:
+            self.error = err
+            raise
+
+
 def save(path: Path, state: dict[str, Any], also: tuple[Path, ...] = ()) -> None:
     """Write `state` to `path` atomically (temp file, fsync, rename; the old file survives until then) and record its
     sha256; each path in `also` (last.pt beside step-N.pt) becomes a hard link to the same file, put in place after
@@ -111,11 +134,23 @@ def save(path: Path, state: dict[str, Any], also: tuple[Path, ...] = ()) -> None
     digest: dict[str, str] = {}
 
     def write(tmp: Path) -> None:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as handle:
+            sink = _Recording(handle)
+            try:
+                torch.save(payload, cast(BinaryIO, sink))  # it calls write() and flush() only
+            except Exception as err:
+                if sink.error is None:
+                    raise
+                raise sink.error from err  # the write's own error (a full disk) rather than the zip writer's words
         digest["sha256"] = sha256_of(tmp)
 
     staged = folder / f".{path.name}.staged"
-    atomic_write(staged, write)
+    try:
+        atomic_write(staged, write)
+    except OSError as err:
+        if err.filename != str(staged) or err.errno is None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err  # the checkpoint's name, not the temp file's
     _install(folder, path.name, lambda target: os.replace(staged, target), digest["sha256"])
     for other in also:
         _install(folder, other.name, lambda target: _link_or_copy(path, target), digest["sha256"])
