@@ -18,20 +18,24 @@ format bumps it, and read_run then names the version that wrote a run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
 import re
 import socket
 import time
+import tomllib
+import types
+import typing
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
 import pandas as pd
 
-from ganbench import SCHEMA_VERSION, __version__
-from ganbench.errors import RunDirError
+from ganbench import SCHEMA_VERSION, __version__, config
+from ganbench.errors import RecipeError, RunDirError
 from ganbench.files import atomic_write, atomic_write_text
 
 STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
@@ -79,6 +83,7 @@ class RunInfo(TypedDict, total=False):
 
 
 RUN_FIELDS = frozenset(RunInfo.__annotations__)
+RECOVER = "restore it from a backup, or start a new run directory (train into another --run-dir)"
 
 # history.parquet: the step, the means of the loss totals over the log window (D terms per D step, loss_g per G
 # step), D's raw outputs and input-gradient norms on fixed batches, the learning rates, and the interval's timing.
@@ -202,10 +207,12 @@ class RunDir:
         return self.run_path.is_file()
 
     def require(self) -> RunDir:
+        """This run directory, checked to exist and to hold a readable run.json of this schema (read_run)."""
         if not self.root.is_dir():
             raise RunDirError(f"{self.root}: no such run directory; give a folder made by `ganbench train`")
         if not self.exists():
             raise RunDirError(f"{self.root}: not a run directory (no run.json); give a folder made by `ganbench train`")
+        self.read_run()
         return self
 
     # recipe and run.json
@@ -215,26 +222,49 @@ class RunDir:
 
         if not self.recipe_path.is_file():
             raise RunDirError(f"{self.recipe_path}: missing; this run directory is incomplete")
-        return recipe.load(self.recipe_path)
+        raw = self.recipe_path.read_bytes()  # no permission fails as itself, not as a damaged recipe
+        # Written by the trainer, so whatever the recipe reader refuses in it means the file was changed.
+        try:
+            problem = recipe_type_problem(tomllib.loads(raw.decode("utf-8")))
+            if problem is None:
+                return recipe.load(self.recipe_path)
+        except UnicodeDecodeError as err:
+            problem = f"byte {err.start} is not UTF-8"
+        except tomllib.TOMLDecodeError as err:
+            problem = f"not valid TOML: {' '.join(str(err).split())}"
+        except RecipeError as err:
+            problem = str(err).partition("; ")[0].removeprefix(f"{self.recipe_path}: ")
+        raise RunDirError(f"{self.recipe_path}: damaged ({problem}); {RECOVER}")
 
     def write_recipe(self, resolved: Any) -> None:
         atomic_write_text(self.recipe_path, resolved.to_toml())
 
     def read_run(self) -> RunInfo:
+        """run.json, checked: a JSON object of this schema whose fields hold values of their declared types (a
+        damaged file raises RunDirError naming the field and how to recover)."""
         try:
-            info = json.loads(self.run_path.read_text())
+            info = json.loads(self.run_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunDirError(f"{self.run_path}: missing; {self.root} is not a run directory") from None
         except json.JSONDecodeError as err:
             raise RunDirError(f"{self.run_path}: not valid JSON ({err}); restore or delete the run") from None
+        except UnicodeDecodeError as err:
+            raise RunDirError(f"{self.run_path}: damaged (byte {err.start} is not UTF-8); {RECOVER}") from None
         if not isinstance(info, dict):
             raise RunDirError(f"{self.run_path}: not a JSON object; restore or delete the run")
         schema = info.get("schema_version")
+        if "schema_version" in info and (not isinstance(schema, int) or isinstance(schema, bool)):
+            raise RunDirError(
+                f"{self.run_path}: damaged (schema_version holds {_show(schema)}, not an integer); {RECOVER}"
+            )
         if schema != SCHEMA_VERSION:
             raise RunDirError(
-                f"{self.run_path}: written by run-directory schema {schema}, this ganbench reads schema "
+                f"{self.run_path}: written by run-directory schema {schema!r}, this ganbench reads schema "
                 f"{SCHEMA_VERSION}; use the ganbench version that made it or re-run it"
             )
+        problem = run_info_problem(info)
+        if problem:
+            raise RunDirError(f"{self.run_path}: damaged ({problem}); {RECOVER}")
         return cast(RunInfo, info)  # a JSON object of RunInfo's fields (an older run's may be fewer)
 
     def write_run(self, info: RunInfo) -> None:
@@ -301,6 +331,100 @@ class RunDir:
         frame = new if old.empty else pd.concat([old, new], ignore_index=True)
         write_parquet(self.metrics_path, frame)
         return frame
+
+
+_RUN_TYPES = typing.get_type_hints(RunInfo)
+_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _show(value: Any, limit: int = 40, toml: bool = False) -> str:
+    """A value for a one-line message: as run.json writes it (JSON), or as Python shows it (`toml`)."""
+    text = repr(value) if toml else json.dumps(value, default=str)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _type_problem(key: str, value: Any, tp: Any) -> str | None:
+    """Why `value` is not of the annotated type `tp` ("key holds X, not an integer"), or None when it is."""
+    if tp is Any:
+        return None
+    if typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return f"{key} holds {_show(value)}, not a table of fields"
+        hints = typing.get_type_hints(tp)
+        for name, item in value.items():
+            problem = _type_problem(f"{key}.{name}", item, hints[name]) if name in hints else None
+            if problem:
+                return problem
+        return None
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(key, value, arm) for arm in args]
+        return None if any(problem is None for problem in problems) else next(p for p in problems if p)
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{key} holds {_show(value)}, not a list"
+        for i, item in enumerate(value):
+            problem = _type_problem(f"{key}[{i}]", item, args[0])
+            if problem:
+                return problem
+        return None
+    if origin is dict:
+        return None if isinstance(value, dict) else f"{key} holds {_show(value)}, not a table of fields"
+    if tp is type(None):
+        return None if value is None else f"{key} holds {_show(value)}, not null"
+    if tp is float:
+        fits = isinstance(value, int | float) and not isinstance(value, bool)
+    elif tp is int:
+        fits = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        fits = isinstance(value, tp)
+    return None if fits else f"{key} holds {_show(value)}, not {_KINDS.get(tp, tp.__name__)}"
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    if typing.get_origin(tp) is list:  # a list of strings; a comma-separated string is one too, as --set takes it
+        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+    if isinstance(value, bool) or tp is bool:
+        return isinstance(value, bool) and tp is bool
+    return isinstance(value, int | float) if tp is float else isinstance(value, tp)
+
+
+def recipe_type_problem(tree: dict[str, Any], cls: type = config.Recipe, prefix: str = "") -> str | None:
+    """The first recipe key of `tree` (a parsed recipe.toml) holding a value of the wrong type ("train.steps holds
+    'x', not an integer"), or None. Only types are checked, and only of the keys ganbench.config declares: a report
+    reads a run's recipe as written, without the registries or the data; read_recipe checks the rest."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key, value in tree.items():
+        if key not in known:
+            continue
+        dotted, tp = f"{prefix}{key}", hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                return f"{dotted} holds {_show(value, toml=True)} where a table of keys belongs"
+            problem = recipe_type_problem(value, typing.cast(type, tp), f"{dotted}.")
+            if problem:
+                return problem
+        elif not _fits(value, tp):
+            kind = "a list of strings" if typing.get_origin(tp) is list else _KINDS[tp]
+            return f"{dotted} holds {_show(value, toml=True)}, not {kind}"
+    return None
+
+
+def run_info_problem(info: dict[str, Any]) -> str | None:
+    """What is wrong with a run.json object's values, in a few words naming the field; None when nothing is.
+
+    Every declared field (RunInfo) must hold its declared type and `status` one of STATUSES; fields this ganbench
+    does not declare are left alone."""
+    for key, value in info.items():
+        if key in _RUN_TYPES:
+            problem = _type_problem(key, value, _RUN_TYPES[key])
+            if problem:
+                return problem
+    status = info.get("status")
+    if status is not None and status not in STATUSES:
+        return f"status holds {_show(status)}, not one of {', '.join(STATUSES)}"
+    return None
 
 
 def _check_fields(fields: Any) -> None:

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ganbench.errors import GanbenchError
 from ganbench.recipe import NON_SEMANTIC_KEYS
 from ganbench.selection import select_best
-from ganbench.store import RunDir, find_runs
+from ganbench.store import RECOVER, RunDir, find_runs, recipe_type_problem
 
 # Columns of metrics.parquet that say what was measured and when, not how: every other column of a row is
 # part of its protocol (ganbench.metrics.fingerprint hashes those into `fingerprint`). Machine-specific ones
@@ -156,10 +157,15 @@ def read_runs(
         except GanbenchError as err:
             warnings.append(f"{rel}: skipped: {err}")
             continue
+        except OSError as err:  # no permission to read a file of it: the others are still reported
+            warnings.append(f"{rel}: skipped: {err.filename or run.root}: {err.strerror or err}")
+            continue
         try:
             _read_metrics(run, result, generator)
         except GanbenchError as err:
             warnings.append(f"{rel}: metrics not read: {err}")
+        except OSError as err:
+            warnings.append(f"{rel}: metrics not read: {err.filename or run.metrics_path}: {err.strerror or err}")
         else:
             if not result.measurements:
                 where = "no metrics.parquet" if not run.metrics_path.is_file() else "no evaluations in metrics.parquet"
@@ -175,13 +181,18 @@ def read_runs(
 
 
 def _read_run(run: RunDir, rel: str) -> RunResult:
-    info = run.read_run()  # raises RunDirError for another schema version
+    info = run.read_run()  # raises RunDirError for another schema version or a value of the wrong type
     if not run.recipe_path.is_file():
         raise GanbenchError(f"{run.recipe_path}: missing; this run directory is incomplete")
     try:
-        tree = tomllib.loads(run.recipe_path.read_text())
+        tree = tomllib.loads(run.recipe_path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise GanbenchError(f"{run.recipe_path}: not valid TOML ({err})") from None
+    except UnicodeDecodeError as err:
+        raise GanbenchError(f"{run.recipe_path}: damaged (byte {err.start} is not UTF-8); {RECOVER}") from None
+    problem = recipe_type_problem(tree)
+    if problem:
+        raise GanbenchError(f"{run.recipe_path}: damaged ({problem}); {RECOVER}")
     config = flatten(tree)
     return RunResult(
         rel=rel,
@@ -203,6 +214,12 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
     missing = [column for column in ("step", "metric", "value") if column not in frame.columns]
     if missing:
         raise GanbenchError(f"{run.metrics_path}: lacks the column(s) {', '.join(missing)}")
+    bad = [step for step in frame["step"].tolist() if not _whole(step)]
+    if bad:
+        raise GanbenchError(
+            f"{run.metrics_path}: damaged (step holds {_show(bad[0])}, not an integer); {RECOVER}, or delete it and "
+            "score the run again with `ganbench eval`"
+        )
     frame = frame.copy()
     if "generator" not in frame.columns:
         frame["generator"] = "raw"
@@ -334,6 +351,18 @@ def latest_sample(run: RunDir) -> tuple[Path | None, int | None]:
         return None, None
     step, path = max(found)
     return path, step
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _whole(value: Any) -> bool:
+    """A step number as metrics.parquet holds one: an integer, or a float with an integer's value."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return False
+    return math.isfinite(value) and float(value).is_integer()
 
 
 def _finite(value: Any) -> bool:

@@ -111,7 +111,9 @@ def check_run_dir(run: RunDir, recipe: Recipe) -> RunInfo | None:
     if run.root.exists() and not run.root.is_dir():
         raise RunDirError(f"{run.root}: is a file, not a folder; give another --run-dir")
     if run.exists():
-        info = run.read_run()
+        info = run.read_run()  # a damaged run.json or recipe.toml is refused, saying how to recover
+        if run.recipe_path.is_file():
+            run.read_recipe()
         if info.get("status") == "finished" and info.get("recipe_hash") == recipe.hash():
             return info
         theirs = info.get("training_hash")
