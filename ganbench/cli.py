@@ -140,6 +140,16 @@ def failure_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]} (unexpected; run again with --debug for the traceback)"
 
 
+def _check_output(path: Path, option: str, *, folder: bool, fix: str = "") -> None:
+    """Refuse (exit code 2) an output path that cannot be written as a folder or a file, before anything is written."""
+    from ganbench.files import output_problem
+
+    problem = output_problem(path, folder=folder)
+    if problem:
+        fix = fix or f"give another {'folder' if folder else 'file'} path"
+        raise GanbenchError(f"{option} {path}: {problem}; {fix}")
+
+
 def default_run_dir(recipe_path: Path, overrides: list[str], results: Path = Path("results")) -> Path:
     """results/<recipe name>, plus the recipe's short hash when --set changed it."""
     from ganbench import recipe as recipes
@@ -180,6 +190,7 @@ def train(
     def work() -> None:
         resolved = recipes.load(recipe_path, overrides or [])
         target = RunDir(run_dir or default_run_dir(recipe_path, overrides or []))
+        _check_output(target.root, "--run-dir", folder=True)
         rank, world, _ = distributed.environment_rank()
         if nproc > 1 and world == 1:  # launch the processes; each runs this command without --nproc
             command = launch.train_command(recipe_path, target.root, nproc, overrides or [])
@@ -257,12 +268,23 @@ def evaluate(
     force: Annotated[bool, typer.Option(help="Recompute scores already present for the same protocol.")] = False,
 ) -> None:
     """Score checkpoints of a run; one row per (checkpoint, metric) is appended to metrics.parquet."""
+    from ganbench.errors import RunDirError
     from ganbench.evaluation import evaluate_run
     from ganbench.store import RunDir
 
     def work() -> None:
+        from ganbench.metrics.inception import BACKENDS
+
+        if backend is not None and backend not in BACKENDS:  # a run of 2-D points would never look at it
+            raise GanbenchError(f"--backend {backend}: unknown backend; choose one of {', '.join(BACKENDS)}")
+        run = RunDir(run_dir).require()  # a damaged run.json is refused before anything runs
+        if ema and run.read_recipe().train.ema_decay == 0:
+            raise RunDirError(
+                f"{run_dir}: the run has no EMA generator (trained with train.ema_decay = 0); evaluate its "
+                "generator with --no-ema"
+            )
         rows = evaluate_run(
-            RunDir(run_dir),
+            run,
             checkpoints=checkpoint,
             ema=ema,
             num_samples=num_samples,
@@ -330,6 +352,8 @@ def stats(
     def work() -> None:
         if size < 0:
             raise RecipeError(f"--size {size}: must be 0 (the dataset's own size) or a positive pixel count")
+        if export is not None:
+            _check_output(export, "--export", folder=False)
         cfg = DataConfig(name=dataset, root=root, split=split or "train", size=size)
         output_shape(cfg)  # an unknown dataset or split is refused before any weights are looked for
         where = resolve_device(device, key="--device", error=MetricError)
@@ -373,6 +397,7 @@ def pack(
     def work() -> None:
         if dataset not in PACK_FORMATS:
             raise GanbenchError(f"pack {dataset!r}: not a format ganbench packs; choose {', '.join(PACK_FORMATS)}")
+        _check_output(out, "pack OUT", folder=True)
         packed = pack_lmdb(folder, out, size, progress=RichProgress("img"))
         size_text = f"{packed.images:,} images, {packed.bytes / 2**20:,.1f} MiB"
         console.print(f"written: {packed.path} ({size_text})", soft_wrap=True)
@@ -444,6 +469,8 @@ def compare(
     from ganbench.report import build_report
 
     def work() -> None:
+        comparing.check_launch(launcher, jobs)  # every option is checked before the plan, --dry-run included
+        comparing.check_outputs(results)
         asked = slurm.SlurmResources(slurm_gpus, slurm_cpus, slurm_time, slurm_partition, slurm_account)
         if launcher != "slurm" and (asked != slurm.SlurmResources() or slurm_config is not None):
             raise GanbenchError("--slurm-* options: only with --launcher slurm")
@@ -456,6 +483,7 @@ def compare(
             results=results,
             protocol=protocol,
         )
+        comparing.check_outputs(results, planned)
         console.print(comparing.format_plan(planned, commands=dry_run), soft_wrap=True, highlight=False, markup=False)
         if dry_run:
             return
@@ -515,13 +543,21 @@ def report(
     device: Annotated[str, typer.Option(help="With --score-real: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Render the papers' tables from run directories, with the papers' numbers and the deltas beside ours."""
-    from ganbench.report import build_report, parse_tables
+    from ganbench.report import build_report, check_options, parse_tables
 
     def work() -> None:
         chosen = parse_tables(tables) if tables is not None else None
+        check_options(fmt, generator=generator, tables=chosen, columns=columns, decimals=decimals)
+        if output is not None:
+            _check_output(output, "--output", folder=False)
+            if fmt in ("markdown", "html"):  # its figures go to a folder beside it
+                plots, fix = output.parent / f"{output.stem}_plots", "move it away or give another --output"
+                _check_output(plots, f"--output {output}: the figures' folder", folder=True, fix=fix)
         if score_real and results.is_dir():
             from ganbench.report import real
 
+            fix = "move it away or leave out --score-real"
+            _check_output(results / real.FOLDER, "--score-real: the reference rows' folder", folder=True, fix=fix)
             for line in real.score_missing(results, real.paper_datasets(results), device, RichProgress("img")):
                 errors.print(line, soft_wrap=True, highlight=False, markup=False)
         text, warnings = build_report(

@@ -22,12 +22,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganbench import recipe as recipes
 from ganbench import slurm
 from ganbench.errors import GanbenchError, RecipeError, RunDirError
+from ganbench.files import output_problem
 from ganbench.launch import train_command, trainer_environment
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
@@ -342,6 +344,27 @@ def local_devices() -> list[str | None]:
     return [str(index) for index in range(count)] or [None]
 
 
+def check_outputs(results: Path, planned: Sequence[PlannedRun] = ()) -> None:
+    """GanbenchError when `results` or a folder the plan would write (run directories, logs) cannot be made as a
+    folder: a file in the way, or a parent that is a file."""
+    folders = [results]
+    for item in planned:
+        folders += [item.run_dir, log_path(item).parent]
+    for folder in folders:
+        problem = output_problem(folder, folder=True)
+        if problem:
+            where = "" if folder == results else f"{folder}: "
+            raise GanbenchError(f"--results {results}: {where}{problem}; give another --results folder")
+
+
+def check_launch(launcher: str, jobs: int) -> None:
+    """GanbenchError naming the choices for an unknown launcher, or a number of jobs out of range."""
+    if launcher not in LAUNCHERS:
+        raise GanbenchError(f"--launcher {launcher}: unknown launcher; choose one of {', '.join(LAUNCHERS)}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise GanbenchError(f"--jobs {jobs}: give 1 to {MAX_JOBS} runs at once per device")
+
+
 def run_plan(
     planned: list[PlannedRun],
     *,
@@ -358,10 +381,7 @@ def run_plan(
     that fails does not stop the others. slurm: submit each run through submitit (`pip install 'ganbench[slurm]'`)
     asking for `slurm_resources` and return at once: states "submitted", or "queued" where a live job has the run.
     """
-    if launcher not in LAUNCHERS:
-        raise GanbenchError(f"--launcher {launcher}: choose one of {', '.join(LAUNCHERS)}")
-    if not 1 <= jobs <= MAX_JOBS:
-        raise GanbenchError(f"--jobs {jobs}: give 1 to {MAX_JOBS} runs at once per device")
+    check_launch(launcher, jobs)
     todo = [item for item in planned if item.state in TO_RUN]
     if launcher == "slurm":
         done = _submit_slurm(todo, slurm_resources or SlurmResources())

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "cache_dir", "disk_full", "no_room_errno"]
+__all__ = ["atomic_write", "atomic_write_text", "cache_dir", "disk_full", "no_room_errno", "output_problem"]
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # a full disk, a full quota
 # Free space below which a write that failed without an errno is taken for a full disk: torch.save's zip writer
@@ -25,6 +25,25 @@ def cache_dir() -> Path:
     if os.environ.get("GANBENCH_CACHE"):
         return Path(os.environ["GANBENCH_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ganbench"
+
+
+def output_problem(path: Path, *, folder: bool) -> str | None:
+    """Why `path` cannot be written as a folder (`folder`) or a file, in a few words; None when it can.
+
+    Only the file tree is looked at (no write is tried): the path must not be the other kind of thing, and the
+    nearest part of it that exists must be a folder (the missing ones are made when written).
+    """
+    path = Path(path)
+    if path.is_dir() and not folder:
+        return "is a folder, not a file"
+    if path.exists() and not path.is_dir() and folder:
+        return "is a file, not a folder"
+    for parent in path.parents:
+        if parent.is_dir():
+            return None
+        if os.path.lexists(parent):
+            return f"{parent} is a file, not a folder" if parent.exists() else f"{parent} is a broken link"
+    return None
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:

@@ -20,7 +20,16 @@ from ganbench.report.collect import flatten, read_runs
 from ganbench.report.render import COLUMN_CHOICES, FORMATS, RENDERERS, Options
 from ganbench.report.tables import TABLE_NAMES, arrange
 
-__all__ = ["FORMATS", "TABLE_NAMES", "build_report", "paper_recipe_lookup", "parse_tables", "shipped_recipe_dirs"]
+__all__ = [
+    "FORMATS",
+    "GENERATORS",
+    "TABLE_NAMES",
+    "build_report",
+    "check_options",
+    "paper_recipe_lookup",
+    "parse_tables",
+    "shipped_recipe_dirs",
+]
 MAX_DECIMALS = 6
 
 
@@ -34,6 +43,32 @@ def parse_tables(text: str) -> list[str]:
         if name not in TABLE_NAMES:
             raise GanbenchError(f"--tables {text}: unknown table {name!r}; choose from {choices}")
     return names
+
+
+GENERATORS = ("selected", "ema", "raw")
+
+
+def check_options(
+    fmt: str = "markdown",
+    *,
+    generator: str = "selected",
+    tables: list[str] | None = None,
+    columns: str = "both",
+    decimals: int | None = None,
+) -> None:
+    """GanbenchError naming the choices for an unknown format, generator, table or column choice, or decimals out of
+    range: what build_report takes, checked before anything is read or written."""
+    if fmt not in FORMATS:
+        raise GanbenchError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
+    if generator not in GENERATORS:
+        raise GanbenchError(f"--generator {generator}: unknown generator; choose one of {', '.join(GENERATORS)}")
+    if columns not in COLUMN_CHOICES:
+        raise GanbenchError(f"--columns {columns}: choose one of {', '.join(COLUMN_CHOICES)}")
+    if decimals is not None and not 0 <= decimals <= MAX_DECIMALS:
+        raise GanbenchError(f"--decimals {decimals}: give 0 to {MAX_DECIMALS}")
+    for name in tables or []:
+        if name not in TABLE_NAMES:
+            raise GanbenchError(f"--tables {name}: unknown table; choose from {', '.join(TABLE_NAMES)}")
 
 
 def build_report(
@@ -63,17 +98,7 @@ def build_report(
     `recipe_dirs` are where the paper recipes are looked up (default: the shipped recipes); figures are
     written beside `output` for markdown and html, and only when `output` is given.
     """
-    if fmt not in FORMATS:
-        raise GanbenchError(f"--format {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
-    if generator not in ("selected", "ema", "raw"):
-        raise GanbenchError(f"--generator {generator}: choose selected, ema or raw")
-    if columns not in COLUMN_CHOICES:
-        raise GanbenchError(f"--columns {columns}: choose one of {', '.join(COLUMN_CHOICES)}")
-    if decimals is not None and not 0 <= decimals <= MAX_DECIMALS:
-        raise GanbenchError(f"--decimals {decimals}: give 0 to {MAX_DECIMALS}")
-    for name in tables or []:
-        if name not in TABLE_NAMES:
-            raise GanbenchError(f"--tables {name}: unknown table; choose from {', '.join(TABLE_NAMES)}")
+    check_options(fmt, generator=generator, tables=tables, columns=columns, decimals=decimals)
     explicit = tables is not None
     if tables is None and fmt == "latex":
         tables = [name for name in TABLE_NAMES if name != "runs"]

@@ -15,6 +15,7 @@ from ganbench import __version__
 from ganbench.config import omit_later_defaults
 from ganbench.data import Dataset
 from ganbench.errors import RunDirError
+from ganbench.files import output_problem
 from ganbench.recipe import NON_SEMANTIC_KEYS, Recipe
 from ganbench.store import RunDir, RunInfo
 
@@ -108,8 +109,9 @@ def check_run_dir(run: RunDir, recipe: Recipe) -> RunInfo | None:
     table and the keys that choose files, devices or speed switches); a changed [eval] table is taken over by the
     resumed run and recorded in run.json.
     """
-    if run.root.exists() and not run.root.is_dir():
-        raise RunDirError(f"{run.root}: is a file, not a folder; give another --run-dir")
+    problem = output_problem(run.root, folder=True)
+    if problem:
+        raise RunDirError(f"{run.root}: {problem}; give another --run-dir")
     if run.exists():
         info = run.read_run()  # a damaged run.json or recipe.toml is refused, saying how to recover
         if run.recipe_path.is_file():
