@@ -226,6 +226,8 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
     if "checkpoint" not in frame.columns:
         frame["checkpoint"] = IN_TRAINING
     frame = frame[frame["value"].map(_finite)]
+    if frame.empty:  # no finite value (a diverged run scored NaN): a run without evaluations
+        return
     kinds = set(frame["generator"].astype(str))
     if generator == "selected":  # the generator the run's recipe selects by (eval.select; EMA before that key)
         generator = str(result.config.get("eval.select", "ema"))
