@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -92,17 +93,19 @@ def official_generator_state(state: dict[str, torch.Tensor]) -> dict[str, torch.
     return mapped
 
 
-def train(method: str, seed: int, args: argparse.Namespace) -> tuple[Path, float]:
-    """`ganbench train` of one method and seed through the command line (resuming an unfinished run)."""
+def train(method: str, seed: int, args: argparse.Namespace) -> tuple[Path, dict[str, float]]:
+    """`ganbench train` of one method and seed through the command line (resuming an unfinished run; a finished one
+    is left as it is), and its wall time and last G-steps/s as its history recorded them."""
     run_dir = args.runs / f"{method}-seed{seed}"
     command = [sys.executable, "-m", "ganbench", "train", str(recipe_path(method)), "--run-dir", str(run_dir)]
     for item in cpu_overrides(args, seed):
         command += ["--set", item]
     print("$", " ".join(command[1:]), flush=True)
-    started = time.perf_counter()
     if not args.score_only or not (run_dir / "run.json").is_file():
         subprocess.run(command, check=True)
-    return run_dir, time.perf_counter() - started
+    history = pd.read_parquet(run_dir / "history.parquet")
+    last = history.iloc[-1]
+    return run_dir, {"wall_s": round(float(last["wall_time"]), 1), "g_steps_per_s": float(last["g_steps_per_s"])}
 
 
 def initial_generator(recipe: recipes.Recipe, scratch: Path) -> torch.nn.Module:
@@ -118,9 +121,30 @@ class Writer:
     def __init__(self, args: argparse.Namespace, settings: dict[str, Any]) -> None:
         self.args, self.settings = args, settings
         self.rows: list[dict[str, Any]] = []
-        self.train_wall: dict[str, float] = {}
+        self.training: dict[str, dict[str, float]] = {}
         self.sheets: dict[str, Path] = {}
         args.out.mkdir(parents=True, exist_ok=True)
+
+    def has(self, source: str, method: str, seed: int, step: int) -> bool:
+        return any(
+            (row["source"], row["method"], row["seed"], row["step"]) == (source, method, seed, step)
+            for row in self.rows
+        )
+
+    def merge(self, path: Path) -> None:
+        """Take over the scores (and training figures) of an earlier or parallel invocation with the same settings;
+        refuse one measured under other settings."""
+        if not path.is_file():
+            return
+        document = json.loads(path.read_text())
+        for key in ("overrides", "eval_steps"):
+            if document.get(key) != self.settings[key]:
+                raise SystemExit(f"{path}: measured with other {key} ({document.get(key)}); move it away")
+        for row in document.get("scores", []):
+            if not self.has(row["source"], row["method"], row["seed"], row["step"]):
+                self.rows.append(row)
+        for name, figures in document.get("training", {}).items():
+            self.training.setdefault(name, figures)
 
     def add(self, source: str, method: str, seed: int, step: int, scores: dict[str, float], wall: float) -> None:
         row = {"source": source, "method": method, "seed": seed, "step": step, **scores, "eval_wall_s": round(wall, 1)}
@@ -130,7 +154,8 @@ class Writer:
 
     def write(self) -> None:
         out = self.args.out
-        document = {**self.settings, "train_wall_s": self.train_wall, "scores": self.rows}
+        self.rows.sort(key=lambda row: (row["source"], row["method"], row["seed"], row["step"]))
+        document = {**self.settings, "training": self.training, "scores": self.rows}
         (out / "real_cpu.json").write_text(json.dumps(document, indent=1) + "\n")
         columns = ["source", "method", "seed", "step", "fid", "kid_mean", "kid_std", "eval_wall_s"]
         with open(out / "real_cpu.csv", "w", newline="") as handle:
@@ -200,6 +225,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--official", action="append", default=[], help="NAME=DIR of official checkpoints")
     parser.add_argument("--score-only", action="store_true", help="score existing runs; train only missing ones")
+    parser.add_argument(
+        "--no-train", action="store_true", help="train nothing: score the checkpoints that exist now, skip the rest"
+    )
+    parser.add_argument(
+        "--import-scores", action="append", type=Path, default=[], help="real_cpu.json of another invocation to merge"
+    )
     args = parser.parse_args()
     if not os.environ.get(WEIGHTS_ENV):
         parser.error(f"set ${WEIGHTS_ENV} to the FID trunk (see README: Real numbers on a CPU)")
@@ -219,34 +250,72 @@ def main() -> None:
         },
     }
     writer = Writer(args, settings)
+    for path in [args.out / "real_cpu.json", *args.import_scores]:
+        writer.merge(path)
     base = recipes.load(recipe_path("gn"), cpu_overrides(args, 0))
-    evaluation = Evaluation(base, "cpu")  # one extractor and one reference for every source
+    evaluation: Evaluation | None = None
     scratch = args.runs / ".init"
+
+    def scored(source: str, method: str, seed: int, step: int, make: Any) -> None:
+        nonlocal evaluation
+        if writer.has(source, method, seed, step):
+            return
+        generator = make()
+        if generator is None:
+            return
+        if evaluation is None:  # one extractor and one reference for every source, built when first needed
+            evaluation = Evaluation(base, "cpu")
+        values, took = score(evaluation, generator)
+        writer.add(source, method, seed, step, values, took)
+
     for method in methods:
         for seed in seeds:
-            run_dir, wall = train(method, seed, args)
-            writer.train_wall[f"{method}-seed{seed}"] = round(wall, 1)
+            run_dir = args.runs / f"{method}-seed{seed}"
+            if not args.no_train:
+                run_dir, writer.training[f"{method}-seed{seed}"] = train(method, seed, args)
             recipe = recipes.load(recipe_path(method), cpu_overrides(args, seed))
             for step in eval_steps(args):
                 if step == 0:
-                    generator = initial_generator(recipe, scratch / f"{method}-{seed}")
+                    scored(
+                        "ganbench",
+                        method,
+                        seed,
+                        0,
+                        lambda r=recipe, m=method, s=seed: initial_generator(r, scratch / f"{m}-{s}"),
+                    )
                 else:
-                    generator, saved = load_generator(RunDir(run_dir), step, ema=False)
-                    assert saved == step
-                values, took = score(evaluation, generator)
-                writer.add("ganbench", method, seed, step, values, took)
-            writer.sheets[f"ganbench {method.upper()}"] = run_dir / "samples" / f"raw-step-{args.steps}.png"
+                    scored("ganbench", method, seed, step, lambda d=run_dir, t=step: _trained_generator(d, t))
+            sheet = run_dir / "samples" / f"raw-step-{args.steps}.png"
+            if sheet.is_file():
+                writer.sheets[f"ganbench {method.upper()}"] = sheet
             writer.write()
     for item in args.official:
         name, _, folder = item.partition("=")
         seed = int(name.removeprefix("seed")) if name.removeprefix("seed").isdigit() else 0
         for step in eval_steps(args):
-            path = Path(folder) / f"{step:06d}.pt"
-            state = torch.load(path, map_location="cpu", weights_only=True)["net_G"]
-            generator = build_generator(base)
-            generator.load_state_dict(official_generator_state(state))
-            values, took = score(evaluation, generator)
-            writer.add("official", "gn", seed, step, values, took)
+            scored("official", "gn", seed, step, lambda f=folder, t=step: _official_generator(base, Path(f), t))
+    writer.write()
+
+
+def _trained_generator(run_dir: Path, step: int) -> torch.nn.Module | None:
+    """The raw G of a run's step-N checkpoint, or None while it does not exist yet."""
+    run = RunDir(run_dir)
+    if not run.checkpoint_path(step).is_file():
+        return None
+    generator, saved = load_generator(run, step, ema=False)
+    assert saved == step
+    return generator
+
+
+def _official_generator(base: recipes.Recipe, folder: Path, step: int) -> torch.nn.Module | None:
+    """The official code's G saved at `step` (its `%06d.pt`), in ganbench's cnn32 G, or None while it does not exist."""
+    path = folder / f"{step:06d}.pt"
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)["net_G"]
+    generator = build_generator(base)
+    generator.load_state_dict(official_generator_state(state))
+    return generator
 
 
 def _cpu_name() -> str:

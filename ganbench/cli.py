@@ -339,6 +339,22 @@ def stats(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per Inception batch.", min=1, max=65536)] = 250,
+    num: Annotated[
+        int,
+        typer.Option(
+            help="Use this many images of the split (a fixed seeded random choice, as the recipe key eval.ref_num); "
+            "0 = all of them.",
+            min=0,
+        ),
+    ] = 0,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features",
+            help="Also keep the reference features in the cache, as KID and precision/recall need (float32: 400 MB "
+            "for 50k images).",
+        ),
+    ] = False,
     export: Annotated[Path | None, typer.Option(help="Also write the statistics to this TTUR .npz.")] = None,
 ) -> None:
     """Compute (or read from the cache) a dataset split's Inception reference statistics."""
@@ -358,7 +374,15 @@ def stats(
         output_shape(cfg)  # an unknown dataset or split is refused before any weights are looked for
         where = resolve_device(device, key="--device", error=MetricError)
         extractor = build_extractor(backend, inception_weights, where)
-        result = reference_statistics(cfg, extractor, split=split, batch_size=batch_size, progress=RichProgress("img"))
+        result = reference_statistics(
+            cfg,
+            extractor,
+            split=split,
+            num=num,
+            with_features=features,
+            batch_size=batch_size,
+            progress=RichProgress("img"),
+        )
         table = Table(title=f"reference statistics: {result.dataset} {result.split}")
         table.add_column("field")
         table.add_column("value")

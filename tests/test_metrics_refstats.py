@@ -356,3 +356,24 @@ def test_ref_num_at_its_default_leaves_the_recipe_hash_alone() -> None:
     omit_later_defaults(tree)
     assert "ref_num" not in tree["eval"] and "every" in tree["eval"]
     assert plain.hash() != subset.hash()
+
+
+def test_stats_command_takes_a_subset_and_keeps_its_features(tmp_path: Path) -> None:
+    """`ganbench stats shapes --num 10 --features --export F`: the statistics of the 10 chosen images, their
+    features cached beside them, and the export saying n = 10."""
+    from typer.testing import CliRunner
+
+    from ganbench.cli import app
+
+    trunk = save_tiny_trunk(tmp_path / "trunk.pt")
+    command = ["stats", "shapes", "--num", "10", "--features", "--inception-weights", str(trunk), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*command, "--export", str(tmp_path / "ref.npz")])
+    assert result.exit_code == 0, result.output
+    exported = load_npz(tmp_path / "ref.npz")
+    images = data.load_dataset(DataConfig(name="shapes")).tensor
+    chosen = images[reference_subset(len(images), 10)]
+    features = build_extractor(weights=str(trunk)).features(chosen)["pool"].double().numpy()
+    assert exported.n == 10
+    np.testing.assert_allclose(exported.mu, features.mean(axis=0), rtol=1e-5, atol=FLOAT32_ABS)
+    cached = sorted(p.name for p in (cache_dir() / "stats").iterdir())
+    assert len(cached) == 2 and cached[0].endswith(".features.npy") and "-10img-" in cached[0]
