@@ -285,7 +285,7 @@ def main() -> None:
                     )
                 else:
                     scored("ganbench", method, seed, step, lambda d=run_dir, t=step: _trained_generator(d, t))
-            sheet = run_dir / "samples" / f"raw-step-{args.steps}.png"
+            sheet = RunDir(run_dir).sample_path(args.steps, "raw")
             if sheet.is_file():
                 writer.sheets[f"ganbench {method.upper()}"] = sheet
             writer.write()
