@@ -7,7 +7,6 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from ganbench import recipe as recipes
 from ganbench.checkpoints import build_generator
+from ganbench.report.collect import flatten
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "real_cpu.py"
 
@@ -29,23 +29,13 @@ def real_cpu() -> ModuleType:
     sys.modules.pop("benchmarks_real_cpu", None)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 @pytest.mark.parametrize("method", ["gn", "sn", "pgn"])
 def test_the_cpu_run_keeps_every_other_key_of_the_paper_recipe(real_cpu: ModuleType, method: str) -> None:
     args = real_cpu.argparse.Namespace(
         batch_d=16, batch_g=32, steps=500, eval_every=250, num_samples=1000, ref_num=5000
     )
-    paper = _flat(recipes.load(real_cpu.recipe_path(method)).to_dict())
-    cpu = _flat(recipes.load(real_cpu.recipe_path(method), real_cpu.cpu_overrides(args, 0)).to_dict())
+    paper = flatten(recipes.load(real_cpu.recipe_path(method)).to_dict())
+    cpu = flatten(recipes.load(real_cpu.recipe_path(method), real_cpu.cpu_overrides(args, 0)).to_dict())
     changed = {key for key in paper if paper[key] != cpu[key]}
     assert changed == {
         "data.name",
