@@ -261,7 +261,11 @@ def main() -> None:
         "--no-train", action="store_true", help="train nothing: score the checkpoints that exist now, skip the rest"
     )
     parser.add_argument(
-        "--import-scores", action="append", type=Path, default=[], help="real_cpu.json of another invocation to merge"
+        "--import-scores",
+        action="append",
+        type=Path,
+        default=[],
+        help="real_cpu.json of another invocation to merge (read again before each measurement)",
     )
     args = parser.parse_args()
     if not os.environ.get(WEIGHTS_ENV):
@@ -296,6 +300,8 @@ def main() -> None:
         if generator is None:
             return
         digest = generator_digest(generator)
+        for path in args.import_scores:  # a parallel invocation may have scored the same weights meanwhile
+            writer.merge(path)
         same = writer.scored_generator(digest)
         if same is not None:  # the same weights draw the same samples (fixed evaluation seed): the same scores
             writer.add(source, method, seed, step, {**same[0], "same_weights_as": same[1]}, 0.0, digest)
