@@ -12,7 +12,9 @@ evaluation itself: `--num-samples` (1,000) samples of the raw G (the paper recip
 against the statistics of `--ref-num` (5,000) images of the copy's train split, at step 0 (G as initialised) and
 every `--eval-every` (800) steps. A generator whose weights equal one already scored (at step 0 every method's G is
 the same network from the same seed) takes over its scores (the row names it in `same_weights_as`) instead of being
-drawn and scored again. This is a CPU-scale run, not the papers' protocol: its FIDs compare with each other, not
+drawn and scored again. The same evaluation of `--num-samples` real images of the copy's test split gives the
+curves' floor: what real images score at this sample count (a FID from 1,000 samples is biased far upward). This
+is a CPU-scale run, not the papers' protocol: its FIDs compare with each other, not
 with the papers' 50k-sample figures.
 
 Needs the FID trunk ($GANBENCH_INCEPTION_WEIGHTS) and the archive (data.root, $GANBENCH_CIFAR10_JPEG or
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -50,8 +53,10 @@ sys.path.insert(0, str(REPO))
 
 from ganbench import recipe as recipes  # noqa: E402
 from ganbench.checkpoints import build_generator, load_generator  # noqa: E402
+from ganbench.data import load_dataset  # noqa: E402
 from ganbench.evaluation import Evaluation  # noqa: E402
 from ganbench.metrics.inception import WEIGHTS_ENV  # noqa: E402
+from ganbench.metrics.refstats import reference_subset  # noqa: E402
 from ganbench.store import RunDir  # noqa: E402
 from ganbench.train.loop import Trainer  # noqa: E402
 
@@ -126,6 +131,7 @@ class Writer:
         self.rows: list[dict[str, Any]] = []
         self.training: dict[str, dict[str, float]] = {}
         self.sheets: dict[str, Path] = {}
+        self.floor: dict[str, Any] | None = None  # the same evaluation of real test-split images
         args.out.mkdir(parents=True, exist_ok=True)
 
     def has(self, source: str, method: str, seed: int, step: int) -> bool:
@@ -148,6 +154,8 @@ class Writer:
                 self.rows.append(row)
         for name, figures in document.get("training", {}).items():
             self.training.setdefault(name, figures)
+        if self.floor is None and document.get("real_test_images"):
+            self.floor = document["real_test_images"]
 
     def scored_generator(self, digest: str) -> tuple[dict[str, float], str] | None:
         """The scores of a generator with exactly these weights, if one was scored (at step 0 every method's G is
@@ -177,13 +185,15 @@ class Writer:
     def write(self) -> None:
         out = self.args.out
         self.rows.sort(key=lambda row: (row["source"], row["method"], row["seed"], row["step"]))
-        document = {**self.settings, "training": self.training, "scores": self.rows}
+        document = {**self.settings, "training": self.training, "real_test_images": self.floor, "scores": self.rows}
         (out / "real_cpu.json").write_text(json.dumps(document, indent=1) + "\n")
         columns = ["source", "method", "seed", "step", "fid", "kid_mean", "kid_std", "eval_wall_s"]
         with open(out / "real_cpu.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.rows)
+            if self.floor is not None:
+                writer.writerow({"source": "real test images", **self.floor})
         self.plot()
 
     def plot(self) -> None:
@@ -207,6 +217,9 @@ class Writer:
             label = f"{'official GN-GAN code' if official else 'ganbench ' + method.upper()} seed {seed}"
             style = "--" if official else "-"
             ax.plot(steps, fids, style, marker="o", color="black" if official else colours.get(method), label=label)
+        if self.floor is not None:
+            label = f"{self.args.num_samples} real test images"
+            ax.axhline(self.floor["fid"], color="grey", linestyle=":", label=label)
         ax.set_xlabel("G step")
         ax.set_ylabel(f"FID ({self.args.num_samples} samples vs {self.args.ref_num} images)")
         ax.set_yscale("log")
@@ -221,6 +234,23 @@ class Writer:
         fig.tight_layout()
         fig.savefig(self.args.out / "real_cpu.png", dpi=110)
         plt.close(fig)
+
+
+def real_floor(base: recipes.Recipe, evaluation: Evaluation) -> tuple[dict[str, float], float]:
+    """The evaluation's FID and KID of `num_samples` real images of the copy's test split (none of them in the train
+    split the reference comes from): what a generator drawing real images would score at this sample count, the floor
+    of the curves. The images are a fixed seeded choice (the reference subset rule), fed to the extractor as uint8."""
+    started = time.perf_counter()
+    test = load_dataset(dataclasses.replace(base.data, split="test"))
+    chosen = test.tensor[reference_subset(len(test), evaluation.num_samples)]
+    assert evaluation.extractor is not None
+    parts: dict[str, list[torch.Tensor]] = {}
+    for images in chosen.split(evaluation.sample_batch):
+        for name, value in evaluation.extractor.features(images).items():
+            parts.setdefault(name, []).append(value)
+    features = {name: torch.cat(values) for name, values in parts.items()}
+    values = evaluation.metrics(features, evaluation.families)
+    return {k: float(v) for k, v in values.items()}, time.perf_counter() - started
 
 
 def generator_digest(generator: torch.nn.Module) -> str:
@@ -256,6 +286,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=REPO / "results" / "real_cpu", help="run directories")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--official", action="append", default=[], help="NAME=DIR of official checkpoints")
+    parser.add_argument(
+        "--no-real-floor",
+        dest="real_floor",
+        action="store_false",
+        help="skip scoring --num-samples real test-split images the same way (the curves' floor)",
+    )
     parser.add_argument("--score-only", action="store_true", help="score existing runs; train only missing ones")
     parser.add_argument(
         "--no-train", action="store_true", help="train nothing: score the checkpoints that exist now, skip the rest"
@@ -332,6 +368,13 @@ def main() -> None:
             if sheet.is_file():
                 writer.sheets[f"ganbench {method.upper()}"] = sheet
             writer.write()
+    if args.real_floor and writer.floor is None:
+        if evaluation is None:
+            evaluation = Evaluation(base, "cpu")
+        values, took = real_floor(base, evaluation)
+        writer.floor = {**values, "eval_wall_s": round(took, 1)}
+        print(json.dumps({"real test images": writer.floor}), flush=True)
+        writer.write()
     for item in args.official:
         name, _, folder = item.partition("=")
         seed = int(name.removeprefix("seed")) if name.removeprefix("seed").isdigit() else 0
