@@ -88,3 +88,19 @@ def test_official_generator_weights_give_the_same_images_in_ganbench_generator(r
         ours.train(train_mode)
         with torch.no_grad():
             torch.testing.assert_close(ours(z), official(z), rtol=0, atol=1e-5)
+
+
+def test_generators_share_scores_only_when_every_weight_and_buffer_is_equal(real_cpu: ModuleType) -> None:
+    """The step-0 generators of the three methods take over one another's scores: the digest must see every
+    parameter and buffer (a BatchNorm running statistic changes running-mode samples), by value."""
+    torch.manual_seed(0)
+    first = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    same = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+    same.load_state_dict(first.state_dict())
+    assert real_cpu.generator_digest(first) == real_cpu.generator_digest(same)
+    for name in ["0.weight", "0.bias", "1.weight", "1.running_mean", "1.running_var", "1.num_batches_tracked"]:
+        other = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
+        other.load_state_dict(first.state_dict())
+        tensor = other.state_dict()[name]
+        tensor.view(-1)[0] += 1 if not tensor.is_floating_point() else 1e-6
+        assert real_cpu.generator_digest(other) != real_cpu.generator_digest(first), name
