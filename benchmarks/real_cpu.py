@@ -19,8 +19,9 @@ with the papers' 50k-sample figures.
 
 Needs the FID trunk ($GANBENCH_INCEPTION_WEIGHTS) and the archive (data.root, $GANBENCH_CIFAR10_JPEG or
 $GANBENCH_SHARED_DATA). Writes `<out>/real_cpu.json` (settings, machine, wall times, every score), `real_cpu.csv`
-(one row per source, seed and step) and `real_cpu.png` (FID against step per method, and each method's last sample
-sheet), rewriting them after every scored checkpoint so that a run cut short keeps what it measured.
+(one row per source, seed and step), `real_cpu.md` (FID and KID as a Markdown table) and `real_cpu.png` (FID
+against step per method, and each method's last sample sheet), rewriting them after every scored checkpoint so that
+a run cut short keeps what it measured.
 
 The official code's checkpoints (`%06d.pt` files holding `net_G`, `000000.pt` being its G as initialised) are scored
 with the same evaluation: its CNN generator's tensors load into ganbench's `cnn32` generator by name, except its
@@ -194,7 +195,31 @@ class Writer:
             writer.writerows(self.rows)
             if self.floor is not None:
                 writer.writerow({"source": "real test images", **self.floor})
+        (out / "real_cpu.md").write_text(self.table())
         self.plot()
+
+    def table(self) -> str:
+        """The scores as a Markdown table: one row per source, method and seed, FID (KID) at each evaluated step; and
+        the real images' scores under it."""
+        steps = sorted({row["step"] for row in self.rows})
+        lines = [
+            "| code | method | seed | " + " | ".join(f"step {step:,}" for step in steps) + " |",
+            "|---|---|---|" + "---:|" * len(steps),
+        ]
+        cells: dict[tuple[str, str, int], dict[int, str]] = {}
+        for row in self.rows:
+            cell = f"{row['fid']:.1f} ({row['kid_mean']:.4f})"
+            cells.setdefault((row["source"], row["method"], row["seed"]), {})[row["step"]] = cell
+        for (source, method, seed), by_step in sorted(cells.items()):
+            values = " | ".join(by_step.get(step, "") for step in steps)
+            lines.append(f"| {source} | {method.upper()} | {seed} | {values} |")
+        if self.floor is not None:
+            lines += [
+                "",
+                f"{self.args.num_samples} real images of the test split, scored the same way: FID "
+                f"{self.floor['fid']:.1f} (KID {self.floor['kid_mean']:.4f}).",
+            ]
+        return "\n".join(lines) + "\n"
 
     def plot(self) -> None:
         import matplotlib
