@@ -334,7 +334,7 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",") if s]
     settings = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": portable_command(sys.argv),
         "overrides": cpu_overrides(args, seeds[0])[1:],
         "paper": PAPER,
         "eval_steps": eval_steps(args),
@@ -427,6 +427,20 @@ def _official_generator(base: recipes.Recipe, folder: Path, step: int) -> torch.
     generator = build_generator(base)
     generator.load_state_dict(official_generator_state(state))
     return generator
+
+
+def portable_command(argv: list[str]) -> str:
+    """The command line as recorded in the results: this machine's paths (`--out DIR`, `--official NAME=DIR`, ...)
+    written as DIR."""
+    words = [Path(argv[0]).name]
+    for word in argv[1:]:
+        name, equals, value = word.partition("=")
+        if equals and not word.startswith("-") and os.sep in value:
+            word = f"{name}=DIR"
+        elif os.sep in word and not word.startswith("-"):
+            word = "DIR"
+        words.append(word)
+    return " ".join(words)
 
 
 def _cpu_name() -> str:
