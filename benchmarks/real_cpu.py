@@ -241,7 +241,8 @@ class Writer:
             official = source != "ganbench"
             label = f"{'official GN-GAN code' if official else 'ganbench ' + method.upper()} seed {seed}"
             style = "--" if official else "-"
-            ax.plot(steps, fids, style, marker="o", color="black" if official else colours.get(method), label=label)
+            colour = ("black", "dimgrey", "darkgrey")[seed % 3] if official else colours.get(method)
+            ax.plot(steps, fids, style, marker="o" if not official else "s", color=colour, label=label)
         if self.floor is not None:
             label = f"{self.args.num_samples} real test images"
             ax.axhline(self.floor["fid"], color="grey", linestyle=":", label=label)
