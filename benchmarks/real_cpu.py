@@ -57,7 +57,7 @@ from ganbench.checkpoints import build_generator, load_generator  # noqa: E402
 from ganbench.data import load_dataset  # noqa: E402
 from ganbench.evaluation import Evaluation  # noqa: E402
 from ganbench.metrics.inception import WEIGHTS_ENV  # noqa: E402
-from ganbench.metrics.refstats import reference_subset  # noqa: E402
+from ganbench.metrics.refstats import extract_features, reference_subset  # noqa: E402
 from ganbench.store import RunDir  # noqa: E402
 from ganbench.train.loop import Trainer  # noqa: E402
 
@@ -270,11 +270,7 @@ def real_floor(base: recipes.Recipe, evaluation: Evaluation) -> tuple[dict[str, 
     test = load_dataset(dataclasses.replace(base.data, split="test"))
     chosen = test.tensor[reference_subset(len(test), evaluation.num_samples)]
     assert evaluation.extractor is not None
-    parts: dict[str, list[torch.Tensor]] = {}
-    for images in chosen.split(evaluation.sample_batch):
-        for name, value in evaluation.extractor.features(images).items():
-            parts.setdefault(name, []).append(value)
-    features = {name: torch.cat(values) for name, values in parts.items()}
+    features = extract_features(chosen, evaluation.extractor, evaluation.sample_batch)
     values = evaluation.metrics(features, evaluation.families)
     return {k: float(v) for k, v in values.items()}, time.perf_counter() - started
 
