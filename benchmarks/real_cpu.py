@@ -347,11 +347,17 @@ def main() -> None:
     for path in [args.out / "real_cpu.json", *args.import_scores]:
         writer.merge(path)
     base = recipes.load(recipe_path("gn"), cpu_overrides(args, 0))
-    evaluation: Evaluation | None = None
+    built: list[Evaluation] = []
+
+    def evaluation() -> Evaluation:
+        """One extractor and one reference for every source, built when first needed."""
+        if not built:
+            built.append(Evaluation(base, "cpu"))
+        return built[0]
+
     scratch = args.runs / ".init"
 
     def scored(source: str, method: str, seed: int, step: int, make: Any) -> None:
-        nonlocal evaluation
         if writer.has(source, method, seed, step):
             return
         generator = make()
@@ -364,9 +370,7 @@ def main() -> None:
         if same is not None:  # the same weights draw the same samples (fixed evaluation seed): the same scores
             writer.add(source, method, seed, step, {**same[0], "same_weights_as": same[1]}, 0.0, digest)
             return
-        if evaluation is None:  # one extractor and one reference for every source, built when first needed
-            evaluation = Evaluation(base, "cpu")
-        values, took = score(evaluation, generator)
+        values, took = score(evaluation(), generator)
         writer.add(source, method, seed, step, values, took, digest)
 
     for method in methods:
@@ -391,9 +395,7 @@ def main() -> None:
                 writer.sheets[f"ganbench {method.upper()}"] = sheet
             writer.write()
     if args.real_floor and writer.floor is None:
-        if evaluation is None:
-            evaluation = Evaluation(base, "cpu")
-        values, took = real_floor(base, evaluation)
+        values, took = real_floor(base, evaluation())
         writer.floor = {**values, "eval_wall_s": round(took, 1)}
         print(json.dumps({"real test images": writer.floor}), flush=True)
         writer.write()
