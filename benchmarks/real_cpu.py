@@ -163,7 +163,7 @@ class Writer:
         the same network from the same seed)."""
         for row in self.rows:
             if row.get("g_sha256") == digest:
-                scores = {key: row[key] for key in ("fid", "kid_mean", "kid_std") if key in row}
+                scores: dict[str, float] = {key: row[key] for key in ("fid", "kid_mean", "kid_std") if key in row}
                 return scores, f"{row['source']} {row['method']} seed {row['seed']} step {row['step']}"
         return None
 
