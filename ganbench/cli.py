@@ -177,6 +177,15 @@ def train(
     nproc: Annotated[
         int, typer.Option(min=1, help="Processes (GPUs) of this machine training the run together, via torchrun.")
     ] = 1,
+    tensorboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--tensorboard/--no-tensorboard",
+            help="Also write the history, in-training metrics and sample sheets as TensorBoard events under "
+            "RUN_DIR/tensorboard/ (train.tensorboard; needs pip install 'ganbench[tensorboard]'); default the "
+            "recipe's.",
+        ),
+    ] = None,
 ) -> None:
     """Train one recipe into a run directory; an existing run directory of the same recipe resumes."""
     import subprocess
@@ -184,11 +193,16 @@ def train(
     from ganbench import launch
     from ganbench import recipe as recipes
     from ganbench.store import RunDir
-    from ganbench.train import distributed
+    from ganbench.train import distributed, tensorboard_events
     from ganbench.train.loop import train as train_recipe
+
+    if tensorboard is not None:  # a recipe key like any other, so torchrun's processes get it too
+        overrides = [*(overrides or []), f"train.tensorboard={str(tensorboard).lower()}"]
 
     def work() -> None:
         resolved = recipes.load(recipe_path, overrides or [])
+        if resolved.train.tensorboard:
+            tensorboard_events.require()  # before torchrun starts processes that would wait on each other
         target = RunDir(run_dir or default_run_dir(recipe_path, overrides or []))
         _check_output(target.root, "--run-dir", folder=True)
         rank, world, _ = distributed.environment_rank()
@@ -241,8 +255,11 @@ def _print_run_summary(run: Any, info: Mapping[str, Any]) -> None:
 
 @app.command("eval")
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory made by `ganbench train`.")],
-    checkpoint: Annotated[str, typer.Option(help="best, last, all, or a step number.")] = "best",
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(metavar="[RUN_DIR]", help="A run directory made by `ganbench train` (not with --images)."),
+    ] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="best (default), last, all, or a step number.")] = None,
     ema: Annotated[
         bool | None,
         typer.Option(
@@ -266,8 +283,32 @@ def evaluate(
     ref_stats: Annotated[str | None, typer.Option(help="Reference statistics .npz (TTUR mu/sigma) to use.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     force: Annotated[bool, typer.Option(help="Recompute scores already present for the same protocol.")] = False,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score these images instead of a run's: FILE.npz (uint8 N×H×W×3, key arr_0) or a folder of PNGs; "
+            "needs --like and --name.",
+            show_default=False,
+        ),
+    ] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --images: the run directory or recipe .toml whose samples' evaluation scores them.",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="With --images: the entry's name; its rows go to RESULTS/external/NAME/.", show_default=False
+        ),
+    ] = None,
+    results: Annotated[Path, typer.Option(help="With --images: the results folder of the entry.")] = Path("results"),
 ) -> None:
-    """Score checkpoints of a run; one row per (checkpoint, metric) is appended to metrics.parquet."""
+    """Score checkpoints of a run; one row per (checkpoint, metric) is appended to metrics.parquet. With --images,
+    score images made elsewhere as the samples of --like would be, into an external entry the report lists among
+    the other protocols."""
     from ganbench.errors import RunDirError
     from ganbench.evaluation import evaluate_run
     from ganbench.store import RunDir
@@ -277,6 +318,25 @@ def evaluate(
 
         if backend is not None and backend not in BACKENDS:  # a run of 2-D points would never look at it
             raise GanbenchError(f"--backend {backend}: unknown backend; choose one of {', '.join(BACKENDS)}")
+        scoring: dict[str, Any] = {  # how either kind of sample is scored
+            "metrics": metrics.split(",") if metrics else None,
+            "backend": backend,
+            "inception_weights": inception_weights,
+            "ref_stats": ref_stats,
+            "device": device,
+            "force": force,
+            "progress": RichProgress("img"),
+        }
+        if images is not None or like is not None or name is not None:
+            sampling = (run_dir, checkpoint, ema, bn_mode, num_samples)
+            options = ("RUN_DIR", "--checkpoint", "--ema/--no-ema", "--bn-mode", "--num-samples")
+            given = [option for option, value in zip(options, sampling, strict=True) if value is not None]
+            if given:
+                raise GanbenchError(f"--images: scores files, not a run's generator; leave out {', '.join(given)}")
+            _score_images(images, like, name, results, scoring)
+            return
+        if run_dir is None:
+            raise GanbenchError("ganbench eval: give RUN_DIR, or --images with --like and --name")
         run = RunDir(run_dir).require()  # a damaged run.json is refused before anything runs
         if ema and run.read_recipe().train.ema_decay == 0:
             raise RunDirError(
@@ -284,45 +344,109 @@ def evaluate(
                 "generator with --no-ema"
             )
         rows = evaluate_run(
-            run,
-            checkpoints=checkpoint,
-            ema=ema,
-            num_samples=num_samples,
-            metrics=metrics.split(",") if metrics else None,
-            backend=backend,
-            inception_weights=inception_weights,
-            ref_stats=ref_stats,
-            force=force,
+            run, checkpoints=checkpoint or "best", ema=ema, num_samples=num_samples, bn_mode=bn_mode, **scoring
+        )
+        _print_rows(rows, str(run_dir))
+
+    _guarded(work)
+
+
+def _score_images(
+    images: Path | None, like: Path | None, name: str | None, results: Path, scoring: dict[str, Any]
+) -> None:
+    """`ganbench eval --images`: score images made elsewhere into an external entry, and print its rows."""
+    from ganbench.sample_sets import EXTERNAL_FOLDER, score_images
+
+    missing = [option for option, value in (("--images", images), ("--like", like), ("--name", name)) if not value]
+    if missing:
+        raise GanbenchError(
+            f"--images: also give {', '.join(missing)} (images FILE.npz|DIR, like RUN_DIR|RECIPE.toml, name NAME)"
+        )
+    assert images is not None and like is not None and name is not None
+    _check_output(results / EXTERNAL_FOLDER / name, "--name", folder=True)
+    entry, rows = score_images(images, like, name, results, **scoring)
+    _print_rows(rows, f"{images} as {like}: {entry.root}")
+
+
+def _print_rows(rows: Any, title: str) -> None:
+    """New metric rows as a table, or the line saying there were none to add."""
+    if rows.empty:
+        console.print("nothing to do: these scores are already in metrics.parquet (use --force to recompute)")
+        return
+    from ganbench.metrics.fid import RANK_MARK, row_rank_note
+
+    table = Table(title=title)
+    for column in ("checkpoint", "step", "generator", "metric", "value", "n_fake", "ref_split", "extractor"):
+        table.add_column(column, justify="right" if column in ("step", "value", "n_fake") else "left")
+    notes: list[str] = []  # a FID from N ≤ 2048 samples on a side: marked, and why under the table
+    for row in rows.to_dict("records"):
+        note = row_rank_note(row)
+        if note and note not in notes:
+            notes.append(note)
+        table.add_row(
+            str(row["checkpoint"]),
+            str(row["step"]),
+            row["generator"],
+            row["metric"],
+            f"{row['value']:.4f}" + (f" {RANK_MARK}" if note else ""),
+            str(row["n_fake"]),
+            str(row["ref_split"]),
+            str(row["extractor"]),
+        )
+    console.print(table)
+    for note in notes:
+        console.print(f"{RANK_MARK} {note}", soft_wrap=True, highlight=False, markup=False)
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory made by `ganbench train`.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="FILE.npz (uint8 N×H×W×3 under the key arr_0; class labels as arr_1) or a folder, which gets one "
+            "PNG per sample; never written over.",
+            show_default=False,
+        ),
+    ],
+    checkpoint: Annotated[str, typer.Option(help="best, last, or a step number.")] = "best",
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="selected (the one the run is judged by: eval.select; raw when the run keeps no EMA), ema or raw."
+        ),
+    ] = "selected",
+    num: Annotated[
+        int | None, typer.Option(min=1, help="Samples; default the recipe's eval.num_samples.", show_default=False)
+    ] = None,
+    bn_mode: Annotated[
+        str | None,
+        typer.Option(help="BatchNorm while sampling: batch or running; default the recipe's (as `ganbench eval`)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Export the exact samples `ganbench eval` scores for a checkpoint (same codes, labels, BatchNorm mode and
+    generator, rounded to uint8), as an .npz or a folder of PNGs, for other tools or `ganbench eval --images`."""
+    from ganbench.sample_sets import export_samples
+    from ganbench.store import RunDir
+
+    def work() -> None:
+        done = export_samples(
+            RunDir(run_dir),
+            out,
+            checkpoint=checkpoint,
+            generator=generator,
+            num=num,
+            bn_mode=bn_mode,
             device=device,
             progress=RichProgress("img"),
-            bn_mode=bn_mode,
         )
-        if rows.empty:
-            console.print("nothing to do: these scores are already in metrics.parquet (use --force to recompute)")
-            return
-        from ganbench.metrics.fid import RANK_MARK, row_rank_note
-
-        table = Table(title=f"{run_dir}")
-        for column in ("checkpoint", "step", "generator", "metric", "value", "n_fake", "ref_split", "extractor"):
-            table.add_column(column, justify="right" if column in ("step", "value", "n_fake") else "left")
-        notes: list[str] = []  # a FID from N ≤ 2048 samples on a side: marked, and why under the table
-        for row in rows.to_dict("records"):
-            note = row_rank_note(row)
-            if note and note not in notes:
-                notes.append(note)
-            table.add_row(
-                str(row["checkpoint"]),
-                str(row["step"]),
-                row["generator"],
-                row["metric"],
-                f"{row['value']:.4f}" + (f" {RANK_MARK}" if note else ""),
-                str(row["n_fake"]),
-                str(row["ref_split"]),
-                str(row["extractor"]),
-            )
-        console.print(table)
-        for note in notes:
-            console.print(f"{RANK_MARK} {note}", soft_wrap=True, highlight=False, markup=False)
+        labels = " and their class labels (arr_1)" if done.labels else ""
+        console.print(
+            f"written: {done.path}: {done.count:,} samples{labels} of the {done.generator} G of {done.checkpoint} "
+            f"(step {done.step}), BatchNorm {done.bn_mode}",
+            soft_wrap=True,
+        )
 
     _guarded(work)
 
@@ -593,6 +717,41 @@ def report(
             console.print(f"written: {output}")
         for warning in warnings:
             errors.print(f"warning: {warning}", soft_wrap=True, highlight=False, markup=False)
+
+    _guarded(work)
+
+
+@app.command()
+def status(
+    results: Annotated[
+        Path, typer.Argument(metavar="[RESULTS]", help="The folder holding the run directories.")
+    ] = Path("results"),
+    watch: Annotated[
+        bool, typer.Option(help="Redraw the table every --interval seconds until no run is running or queued.")
+    ] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between redraws with --watch.")] = 2.0,
+) -> None:
+    """One table of every run below RESULTS: status (running while its trainer holds the lock, stale when that
+    trainer died), step, G-steps/s, time left, best evaluation, last error line, Slurm job and queue state."""
+    from ganbench import status as runs
+
+    def work() -> None:
+        snapshot = runs.collect(results)
+        if not watch:
+            console.print(runs.render(snapshot, console.width))
+            return
+        import time
+
+        from rich.live import Live
+
+        try:
+            with Live(runs.render(snapshot, console.width), console=console, auto_refresh=False) as live:
+                while snapshot.live:
+                    time.sleep(interval)
+                    snapshot = runs.collect(results)
+                    live.update(runs.render(snapshot, console.width), refresh=True)
+        except KeyboardInterrupt:  # watching stops; nothing was running under this command
+            return
 
     _guarded(work)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import fcntl
 import hashlib
 import os
 import queue
@@ -273,28 +272,10 @@ def run_state(run_dir: Path, recipe: Recipe) -> tuple[str, str]:
     status = info.get("status")
     if status in ("finished", "diverged", "failed"):
         return str(status), str(info.get("error") or "")
-    holder = lock_holder(run)
+    holder = run.lock_holder()
     if holder is not None:
         return "running", f"trained now by {holder}"
     return "interrupted", f"stopped at step {info.get('step', 0)} of {info.get('steps', '?')}"
-
-
-def lock_holder(run: RunDir) -> str | None:
-    """Who holds the run directory's writer lock ("pid N on HOST (...)"), or None when nobody does: a trainer that
-    died, even by SIGKILL, leaves its run.json at "running" but its lock free (the kernel drops a dead holder's)."""
-    try:
-        fd = os.open(run.lock_path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return run.lock_path.read_text(errors="replace").strip() or "another process"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def _only_our_recipe(run: RunDir, recipe: Recipe) -> bool:

@@ -122,6 +122,9 @@ class TrainConfig:
     sample_every: int = _range(0, default=1000)  # 0 = no sample grids
     checkpoint_every: int = _range(1, default=1000)
     keep_checkpoints: bool = True  # keep checkpoints/step-N.pt besides last.pt
+    # also write the history, in-training metrics and sample sheets as TensorBoard events under tensorboard/ (needs
+    # the tensorboard extra)
+    tensorboard: bool = False
 
 
 @dataclass
@@ -178,6 +181,7 @@ NON_SEMANTIC_KEYS = (
     ("train", "sample_every"),
     ("train", "checkpoint_every"),
     ("train", "keep_checkpoints"),
+    ("train", "tensorboard"),
     ("train", "cuda_graph"),  # the execution switches: the same step, computed faster
     ("train", "fused_adam"),
     ("train", "data_on_device"),

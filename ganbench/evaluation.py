@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,23 @@ from ganbench.metrics.refstats import RefStats, load_npz, reference_statistics
 from ganbench.metrics.twod import mode_quality
 from ganbench.nets import BN_MODES, sampling_mode
 from ganbench.progress import NullProgress, Progress
-from ganbench.store import IN_TRAINING, METRIC_COLUMNS, RunDir
+from ganbench.selection import selected_generator
+from ganbench.store import EXTERNAL, IN_TRAINING, METRIC_COLUMNS, RunDir
 
 SAMPLE_SEED = 2**31 - 1  # latent codes have their own seed: scores do not depend on the training RNG state
+
+
+def latent_codes(
+    n: int, z_dim: int, batch_size: int, seed: int, bn_mode: str, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The latent codes `generate_images` feeds G, and its class labels (None for an unconditional G), on the host:
+    `n` codes, then with BatchNorm in batch mode the codes that only fill the last batch, then the labels."""
+    codes = torch.Generator().manual_seed(seed)
+    z_all = torch.randn(n, z_dim, generator=codes)
+    if bn_mode == "batch" and n % batch_size:  # codes that only fill the last batch, drawn after the n kept ones
+        z_all = torch.cat([z_all, torch.randn(batch_size - n % batch_size, z_dim, generator=codes)])
+    y_all = torch.randint(num_classes, (len(z_all),), generator=codes) if num_classes else None
+    return z_all, y_all
 
 
 def generate_images(
@@ -72,12 +87,9 @@ def generate_images(
     one (Inception features): generation and extraction overlap.
     """
     device = torch.device(device)
-    codes = torch.Generator().manual_seed(seed)
-    z_all = torch.randn(n, z_dim, generator=codes)
-    if bn_mode == "batch" and n % batch_size:  # codes that only fill the last batch, drawn after the n kept ones
-        z_all = torch.cat([z_all, torch.randn(batch_size - n % batch_size, z_dim, generator=codes)])
-    y_all = torch.randint(num_classes, (len(z_all),), generator=codes).to(device) if num_classes else None
+    z_all, y_all = latent_codes(n, z_dim, batch_size, seed, bn_mode, num_classes)
     z_all = z_all.to(device)
+    y_all = y_all.to(device) if y_all is not None else None
 
     def make(z: torch.Tensor, y: torch.Tensor | None, keep: int) -> torch.Tensor:
         out = (generator(z) if y is None else generator(z, y))[:keep]
@@ -111,6 +123,72 @@ def generate_images(
             yield current
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How an evaluation draws a generator's samples: how many, in batches of how many, BatchNorm's mode, the seed
+    and the uint8 rounding. `ganbench eval` and `ganbench sample` both draw through it, so an exported sample set
+    holds exactly the images an evaluation scores."""
+
+    num_samples: int
+    batch_size: int
+    bn_mode: str
+    z_dim: int
+    num_classes: int = 0
+    seed: int = SAMPLE_SEED
+    quantize: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        recipe: Any,
+        *,
+        num_samples: int | None = None,
+        bn_mode: str | None = None,
+        seed: int = SAMPLE_SEED,
+        quantize: bool = True,
+    ) -> Sampling:
+        """The recipe's sampling ([eval] and the model), with `num_samples` and `bn_mode` overriding its own."""
+        bn_mode = bn_mode or recipe.eval.bn_mode
+        if bn_mode not in BN_MODES:
+            raise MetricError(f"--bn-mode {bn_mode}: choose one of {', '.join(BN_MODES)}")
+        num_samples = num_samples if num_samples is not None else recipe.eval.num_samples
+        if num_samples < 1:
+            raise MetricError(f"--num-samples {num_samples}: must be at least 1 (the papers use 50000)")
+        # "batch": samples are normalised per batch, so the batch is part of the protocol: the G batch size, as
+        # the official code samples
+        batch_size = recipe.train.batch_size_g if bn_mode == "batch" else recipe.eval.batch_size
+        return cls(num_samples, batch_size, bn_mode, recipe.model.z_dim, recipe.model.num_classes, seed, quantize)
+
+    @property
+    def batches(self) -> int:
+        """How many batches of `batch_size` the `num_samples` samples are generated in."""
+        return -(-self.num_samples // self.batch_size)
+
+    def images(
+        self, generator: nn.Module, device: str | torch.device, batches: slice | None = None
+    ) -> Iterator[torch.Tensor]:
+        """`generator`'s samples (the `batches` of them when given), batch by batch: see `generate_images`."""
+        return generate_images(
+            generator,
+            self.num_samples,
+            self.z_dim,
+            self.batch_size,
+            device,
+            self.seed,
+            self.quantize,
+            self.bn_mode,
+            self.num_classes,
+            batches,
+        )
+
+    def labels(self) -> torch.Tensor | None:
+        """The class label of each sample (None for an unconditional G), in sample order."""
+        _, labels = latent_codes(
+            self.num_samples, self.z_dim, self.batch_size, self.seed, self.bn_mode, self.num_classes
+        )
+        return None if labels is None else labels[: self.num_samples]
+
+
 class Evaluation:
     """Everything fixed across the evaluations of one run: metrics, sample count, extractor, reference, protocol.
 
@@ -139,20 +217,15 @@ class Evaluation:
         reference: bool = True,
     ) -> None:
         self.recipe = recipe
-        self.bn_mode = bn_mode or recipe.eval.bn_mode
-        if self.bn_mode not in BN_MODES:
-            raise MetricError(f"--bn-mode {self.bn_mode}: choose one of {', '.join(BN_MODES)}")
-        # "batch": samples are normalised per batch, so the batch is part of the protocol: the G batch size, as
-        # the official code samples
-        self.sample_batch = recipe.train.batch_size_g if self.bn_mode == "batch" else recipe.eval.batch_size
+        self.sampling = Sampling.of(recipe, num_samples=num_samples, bn_mode=bn_mode, seed=seed, quantize=quantize)
+        self.bn_mode = self.sampling.bn_mode
+        self.sample_batch = self.sampling.batch_size
         self.device = resolve_device(device, key="--device", error=MetricError)
         self.settings = settings or MetricSettings()
         self.quantize = quantize
         self.seed = seed
         self.progress = progress or NullProgress()
-        self.num_samples = num_samples if num_samples is not None else recipe.eval.num_samples
-        if self.num_samples < 1:
-            raise MetricError(f"--num-samples {self.num_samples}: must be at least 1 (the papers use 50000)")
+        self.num_samples = self.sampling.num_samples
         self.extractor: Extractor | None = None
         self.ref: RefStats | None = None
         self.points = None
@@ -226,6 +299,8 @@ class Evaluation:
             "sample_seed": self.seed,
             "params": fingerprint.params_text(self.settings.params(family)),
         }
+        if generator_kind == EXTERNAL:  # images made elsewhere: no BatchNorm mode or latent seed of ours to name
+            common.update(bn_mode="", sample_seed="")
         if self.points is not None:
             modes, std = self.points.modes, float(self.points.mode_std)
             assert modes is not None  # checked when the evaluation was built
@@ -280,26 +355,18 @@ class Evaluation:
 
     def sample_batches(self) -> int:
         """How many batches of `sample_batch` the `num_samples` samples are generated in."""
-        return -(-self.num_samples // self.sample_batch)
+        return self.sampling.batches
 
     def features(self, generator: nn.Module, label: str = "", batches: slice | None = None) -> dict[str, torch.Tensor]:
         """The Inception features by name of `generator`'s samples (the `batches` of them when given), in sample
         order; for a 2-D point set the points themselves, as "points"."""
-        z_dim = self.recipe.model.z_dim
-        samples = generate_images(
-            generator,
-            self.num_samples,
-            z_dim,
-            self.sample_batch,
-            self.device,
-            self.seed,
-            self.quantize,
-            self.bn_mode,
-            self.recipe.model.num_classes,
-            batches,
-        )
+        samples = self.sampling.images(generator, self.device, batches)
         if self.points is not None:
             return {"points": torch.cat([s.float().cpu() for s in samples] or [torch.empty(0, 2)])}
+        return self.image_features(samples, label)
+
+    def image_features(self, samples: Iterable[torch.Tensor], label: str = "") -> dict[str, torch.Tensor]:
+        """The Inception features by name of images (N, 3, H, W), batch by batch, in order."""
         assert self.extractor is not None
         parts: dict[str, list[torch.Tensor]] = {}
         self.progress.start(f"{label}samples + Inception features", self.num_samples)
@@ -342,8 +409,40 @@ class Evaluation:
     ) -> list[dict[str, Any]]:
         families = families or self.families
         started = time.perf_counter()
-        label = f"{generator_kind} G step {step}: "
-        values = self.scores(generator, families, label)
+        values = self.scores(generator, families, f"{generator_kind} G step {step}: ")
+        return self._rows(values, families, started, step=step, checkpoint=checkpoint, generator_kind=generator_kind)
+
+    def external_rows(self, images: Iterable[torch.Tensor], families: list[str] | None = None) -> list[dict[str, Any]]:
+        """Rows for `num_samples` images made elsewhere (uint8, (N, 3, H, W), batch by batch), scored as this
+        evaluation scores a generator's samples: their generator and checkpoint are EXTERNAL, and they have no
+        BatchNorm mode or sample seed; every other protocol field is the evaluation's own."""
+        families = families or self.families
+        if self.points is not None:
+            raise MetricError(f"{self.recipe.data.name}: a 2-D point set; only image samples can be scored from files")
+        started = time.perf_counter()
+        counted = 0
+
+        def counting() -> Iterator[torch.Tensor]:
+            nonlocal counted
+            for batch in images:
+                counted += len(batch)
+                yield batch
+
+        values = self.metrics(self.image_features(counting(), "images: "), families)
+        if counted != self.num_samples:  # n_fake must be the number scored
+            raise ValueError(f"{counted} images scored, {self.num_samples} announced")
+        return self._rows(values, families, started, step=0, checkpoint=EXTERNAL, generator_kind=EXTERNAL)
+
+    def _rows(
+        self,
+        values: dict[str, float],
+        families: list[str],
+        started: float,
+        *,
+        step: int,
+        checkpoint: str,
+        generator_kind: str,
+    ) -> list[dict[str, Any]]:
         wall = time.perf_counter() - started
         record = {
             "step": int(step),
@@ -480,7 +579,7 @@ def evaluate_run(
         bn_mode=bn_mode,
     )
     if ema is None:
-        ema = recipe.eval.select == "ema" and recipe.train.ema_decay > 0
+        ema = selected_generator(recipe.eval.select, has_ema=recipe.train.ema_decay > 0) == "ema"
     kind = "ema" if ema else "raw"
     with run.lock("ganbench eval"):  # metrics.parquet has one writer at a time
         return _score_checkpoints(run, evaluation, names, checkpoints, ema, kind, force)

@@ -1,4 +1,5 @@
-"""Which evaluation of a run is its best: the one rule behind best.pt and the step a report shows.
+"""Which evaluation of a run is its best, and of which generator: the rules behind best.pt, the generator
+`ganbench eval` and `ganbench sample` default to, and the evaluation a report shows.
 
 Evaluations are ranked by the first rule that applies, in this order:
 1. lowest FID;
@@ -44,6 +45,18 @@ class Choice:
         return rank(self.metric, self.score)
 
 
+GENERATORS = ("ema", "raw")
+
+
+def selected_generator(select: str | None, has_ema: bool) -> str:
+    """The generator a run is judged by, "ema" or "raw": the recipe's eval.select (runs written before that key
+    ranked EMA-G), but the raw G when the run keeps no EMA (train.ema_decay = 0). best.pt ranks this generator's
+    evaluations, `ganbench eval` and `ganbench sample` use it by default, a report shows its scores."""
+    if not has_ema:
+        return "raw"
+    return select if select in GENERATORS else "ema"
+
+
 def rank(metric: str, score: float) -> tuple[int, float]:
     """The sort key of an evaluation scored `score` by `metric` (as `score_of` gives, or run.json's best holds)."""
     return RULES[metric][0], score
@@ -63,6 +76,20 @@ def score_of(values: Mapping[str, float], step: int) -> tuple[str, float]:
     if "is_mean" in values:
         return "is_mean", -float(values["is_mean"])
     return "step", -float(step)
+
+
+def describe(metric: str, score: float) -> str:
+    """A score as `score_of` gives it (or run.json's best holds) in its metric's own words: "FID 23.41",
+    "8 modes, 93.4 % HQ", "IS 7.12", or the rule's words for the last evaluation."""
+    if metric == "fid":
+        return f"FID {score:.2f}"
+    if metric == "modes_covered":  # -(1000 · modes + % HQ), with % HQ at most 100
+        total = -score
+        modes = math.floor(total / 1000.0)
+        return f"{modes} modes, {total - 1000.0 * modes:.1f} % HQ"
+    if metric == "is_mean":
+        return f"IS {-score:.2f}"
+    return RULES[metric][1] if metric in RULES else f"{metric} {score:.4g}"
 
 
 def select_best(rows: Iterable[Mapping[str, Any]], generator: str | None = None) -> Choice | None:

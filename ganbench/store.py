@@ -28,11 +28,12 @@ import time
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
 import pandas as pd
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from ganbench import SCHEMA_VERSION, __version__, config
 from ganbench.errors import RecipeError, RunDirError
@@ -59,6 +60,15 @@ class BestInfo(TypedDict, total=False):
     generator: str  # ema or raw: the generator ranked (eval.select)
 
 
+class ExternalInfo(TypedDict, total=False):
+    """An external entry's images (`ganbench eval --images`): made elsewhere, scored as a run's samples would be."""
+
+    images: str  # the .npz file or folder, as given
+    sha256: str  # of the image files' bytes, in order
+    count: int
+    like: str  # the run directory or recipe whose evaluation protocol scored them
+
+
 class RunInfo(TypedDict, total=False):
     """run.json: every field a run directory may hold (older runs may lack the later ones)."""
 
@@ -78,6 +88,7 @@ class RunInfo(TypedDict, total=False):
     best: BestInfo
     error: str | None  # the one-line error of a failed or diverged run
     resumed_with_changes: list[str]  # `key: old -> new` of [eval] keys a resume took over
+    external: ExternalInfo  # only in an external entry: no training, images scored as a run's samples would be
     schema_version: int
     ganbench_version: str
 
@@ -116,6 +127,7 @@ PROTOCOL_FIELDS = (
 # Recorded beside the protocol, not hashed: which evaluation of which checkpoint, and when.
 RECORD_FIELDS = ("step", "checkpoint", "backend", "weights", "ref_source", "device", "wall_time_s", "time")
 IN_TRAINING = "in-training"  # the `checkpoint` of the rows the training loop writes
+EXTERNAL = "external"  # the `generator` and `checkpoint` of rows scored from images made elsewhere
 METRIC_COLUMNS = (
     *RECORD_FIELDS[:2],
     "generator",
@@ -186,6 +198,23 @@ class RunDir:
             finally:
                 os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def lock_holder(self) -> str | None:
+        """Who holds the writer lock ("pid N on HOST (purpose, since ...)"), or None when nobody does: a writer that
+        died, even by SIGKILL, leaves its run.json at "running" but its lock free (the kernel drops a dead holder's)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self.lock_path.read_text(errors="replace").strip() or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
         finally:
             os.close(fd)
 
@@ -315,6 +344,26 @@ class RunDir:
 
     def read_history(self) -> pd.DataFrame:
         return read_parquet(self.history_path)
+
+    def last_history_row(self, columns: Sequence[str] = HISTORY_COLUMNS) -> dict[str, Any] | None:
+        """The last row of history.parquet (of `columns`, those it has), read from the file's footer and its last
+        row group alone, never the whole table; None before the first history is written. RunDirError when the
+        file is unreadable."""
+        try:
+            table = pq.ParquetFile(self.history_path)
+            present = [name for name in columns if name in table.schema_arrow.names]
+            for group in reversed(range(table.metadata.num_row_groups)):
+                rows = table.metadata.row_group(group).num_rows
+                if rows:
+                    last = table.read_row_group(group, columns=present).slice(rows - 1)
+                    return {name: last.column(name)[0].as_py() for name in present}
+            return None
+        except FileNotFoundError:
+            return None
+        except Exception as err:  # pyarrow raises several types for damaged files
+            raise RunDirError(
+                f"{self.history_path}: unreadable Parquet file ({err}); delete it or restore it from a backup"
+            ) from None
 
     def write_history(self, frame: pd.DataFrame) -> None:
         write_parquet(self.history_path, frame)

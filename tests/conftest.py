@@ -82,3 +82,16 @@ def float64() -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+TRUNK_WIDTH = 16  # a narrow stand-in: the 2048 x 2048 matrix square root alone takes tens of seconds on two cores
+
+
+@pytest.fixture
+def trunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A tiny TorchScript trunk of TRUNK_WIDTH features, accepted as the pool width for the test."""
+    from ganbench.metrics import inception
+    from tests.test_metrics_inception import save_tiny_trunk
+
+    monkeypatch.setattr(inception, "POOL_DIM", TRUNK_WIDTH)
+    return str(save_tiny_trunk(tmp_path / "trunk.pt", out=TRUNK_WIDTH))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import os
 import shutil
 import signal
@@ -40,6 +41,8 @@ from ganbench.train import checkpoint
 from ganbench.train.distributed import DistributedSplit, train_distributed
 from ganbench.train.loop import train
 from ganbench.train.sharded_evaluation import ShardedEvaluation, gather_shares, local_batchnorm, share
+from ganbench.train.tensorboard_events import FOLDER as TENSORBOARD_FOLDER
+from ganbench.train.tensorboard_events import event_files
 from tests.test_accumulate import CASES, RELATIVE_ERROR, largest_error, one_step
 from tests.test_metrics_evaluate import WIDTH, image_recipe, points_recipe
 from tests.test_metrics_inception import save_tiny_trunk
@@ -179,13 +182,25 @@ def test_train_nproc_launches_the_processes_on_the_recipe_with_its_overrides(tmp
     sets = ["train.steps=12", "train.device='cpu'", "eval.every=0", "train.log_every=4"]
     command = ["train", str(QUICKSTART_TOML), "--run-dir", str(run.root), "--nproc", "2"]
     command += [part for item in sets for part in ("--set", item)]
+    live = importlib.util.find_spec("tensorboard") is not None
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "ganbench", *command], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "ganbench", *command, *(["--tensorboard"] if live else [])],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     info = run.read_run()
     assert (info["status"], info["step"], info["world_size"]) == ("finished", 12, 2)
     assert run.read_recipe().train.steps == 12
     assert list(run.read_history()["step"]) == [4, 8, 12]
+    if live:  # rank 0 alone writes events: one file, each history step once
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+        (events,) = event_files(run.root / TENSORBOARD_FOLDER)
+        loss = [e.step for e in EventFileLoader(str(events)).Load() for v in e.summary.value if v.tag == "loss/loss_d"]
+        assert loss == [4, 8, 12]
 
 
 # sharded evaluation

@@ -17,7 +17,6 @@ from torchvision.utils import save_image
 from ganbench import data
 from ganbench.errors import MetricError
 from ganbench.evaluation import SAMPLE_SEED, TrainingEvaluator, evaluate_generator, evaluate_run, generate_images
-from ganbench.metrics import inception
 from ganbench.metrics.compute import MetricSettings, quantize_images
 from ganbench.metrics.inception import build_extractor
 from ganbench.metrics.refstats import RefStats, reference_statistics, save_npz
@@ -26,6 +25,7 @@ from ganbench.nets import build_nets
 from ganbench.recipe import DataConfig, EvalConfig, ModelConfig, Recipe, TrainConfig
 from ganbench.store import METRIC_COLUMNS, RunDir
 from ganbench.train import checkpoint
+from tests.conftest import TRUNK_WIDTH
 from tests.test_metrics_inception import no_downloads, save_tiny_trunk  # noqa: F401  (autouse fixture)
 
 SMALL = MetricSettings(is_splits=2, kid_subsets=5, kid_subset_size=20, pr_k=3)
@@ -70,14 +70,7 @@ def make_run(root: Path, recipe: Recipe, steps: tuple[int, ...] = (10, 20, 30)) 
     return run
 
 
-WIDTH = 16  # a narrow stand-in: the 2048 x 2048 matrix square root alone takes tens of seconds on two cores
-
-
-@pytest.fixture
-def trunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A tiny TorchScript trunk of WIDTH features, accepted as the pool width for the test."""
-    monkeypatch.setattr(inception, "POOL_DIM", WIDTH)
-    return str(save_tiny_trunk(tmp_path / "trunk.pt", out=WIDTH))
+WIDTH = TRUNK_WIDTH  # the pool width of the `trunk` fixture's stand-in
 
 
 # sampling

@@ -339,14 +339,6 @@ def test_rank_deficiency_is_n_at_most_the_feature_width_on_either_side() -> None
 runner = CliRunner()
 
 
-@pytest.fixture
-def trunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The tiny TorchScript trunk of WIDTH features, accepted as the pool width for the test (as in
-    test_metrics_evaluate)."""
-    monkeypatch.setattr(inception, "POOL_DIM", WIDTH)
-    return str(save_tiny_trunk(tmp_path / "trunk.pt", out=WIDTH))
-
-
 @pytest.mark.parametrize(("samples", "marked"), [(WIDTH, True), (WIDTH + 1, False)])
 def test_eval_table_and_rows_mark_fid_from_n_at_most_the_feature_width(
     tmp_path: Path, trunk: str, samples: int, marked: bool

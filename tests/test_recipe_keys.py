@@ -10,6 +10,7 @@ NON_SEMANTIC_KEYS must leave the weights bit for bit as they are.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import shutil
 import typing
 from collections.abc import Callable, Iterator
@@ -254,6 +255,10 @@ NON_SEMANTIC_CASES: dict[str, tuple[Case | None, str]] = {
         "a checkpoint reads the RNG state, never draws from it",
     ),
     "train.keep_checkpoints": (Case("points", ("train.keep_checkpoints=false",), check=SAME), "which files stay"),
+    "train.tensorboard": (
+        Case("points", ("train.tensorboard=true",), check=SAME) if importlib.util.find_spec("tensorboard") else None,
+        "events copy the rows already computed (skipped without the tensorboard package)",
+    ),
     "train.cuda_graph": (None, CUDA_ONLY),
     "train.fused_adam": (None, CUDA_ONLY),
     "train.data_on_device": (None, CUDA_ONLY),

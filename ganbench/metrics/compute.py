@@ -61,13 +61,20 @@ def requested_metrics(metrics: list[str]) -> list[str]:
     return [m for m in METRICS if m in asked]
 
 
-def check_sample_counts(metrics: list[str], n_fake: int, settings: MetricSettings, n_real: int | None = None) -> None:
-    """Refuse, before any image is generated, sample counts the metrics cannot work with."""
+def check_sample_counts(
+    metrics: list[str],
+    n_fake: int,
+    settings: MetricSettings,
+    n_real: int | None = None,
+    more: str = "raise --num-samples",
+) -> None:
+    """Refuse, before any image is generated, sample counts the metrics cannot work with; `more` says how to give
+    more samples."""
     if "fid" in metrics and n_fake < 2:
-        raise MetricError(f"fid: {n_fake} samples give no covariance; raise --num-samples (the papers use 50000)")
+        raise MetricError(f"fid: {n_fake} samples give no covariance; {more} (the papers use 50000)")
     if "is" in metrics and n_fake < settings.is_splits:
         raise MetricError(
-            f"is: {n_fake} samples cannot fill {settings.is_splits} splits; raise --num-samples (the papers use 50000)"
+            f"is: {n_fake} samples cannot fill {settings.is_splits} splits; {more} (the papers use 50000)"
         )
     if "kid" in metrics:
         smaller = min(n_fake, n_real if n_real is not None else n_fake)
@@ -75,10 +82,10 @@ def check_sample_counts(metrics: list[str], n_fake: int, settings: MetricSetting
             raise MetricError(
                 f"kid: the KID subset size {settings.kid_subset_size} exceeds the samples ({n_fake} generated"
                 + (f", {n_real} reference" if n_real is not None else "")
-                + f"); raise --num-samples to at least {settings.kid_subset_size} or lower the KID subset size"
+                + f"); {more} to at least {settings.kid_subset_size} or lower the KID subset size"
             )
     if "pr" in metrics and min(n_fake, n_real if n_real is not None else n_fake) <= settings.pr_k:
-        raise MetricError(f"pr: need more than k={settings.pr_k} samples on each side; raise --num-samples")
+        raise MetricError(f"pr: need more than k={settings.pr_k} samples on each side; {more}")
 
 
 def compute_metrics(

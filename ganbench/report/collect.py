@@ -24,8 +24,8 @@ import pandas as pd
 
 from ganbench.errors import GanbenchError
 from ganbench.recipe import NON_SEMANTIC_KEYS
-from ganbench.selection import select_best
-from ganbench.store import RECOVER, RunDir, find_runs, recipe_type_problem
+from ganbench.selection import select_best, selected_generator
+from ganbench.store import EXTERNAL, RECOVER, RunDir, find_runs, recipe_type_problem
 
 # Columns of metrics.parquet that say what was measured and when, not how: every other column of a row is
 # part of its protocol (ganbench.metrics.fingerprint hashes those into `fingerprint`). Machine-specific ones
@@ -111,6 +111,7 @@ class RunResult:
     measurements: list[Measurement] = field(default_factory=list)  # every reportable evaluation, preferred first
     curve_protocol: dict[str, str] = field(default_factory=dict)  # the protocol fields of `curves`' first FID row
     error: str = ""  # run.json's error line when training failed
+    external: str = ""  # an external entry (images made elsewhere, `ganbench eval --images`): where they came from
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.config.get(key, default)
@@ -194,17 +195,32 @@ def _read_run(run: RunDir, rel: str) -> RunResult:
     if problem:
         raise GanbenchError(f"{run.recipe_path}: damaged ({problem}); {RECOVER}")
     config = flatten(tree)
+    external = _external_words(info.get("external"))
+    # an external entry is named by `ganbench eval --name`; the recipe it holds is the one whose protocol scored it
+    name = info.get("name", run.root.name) if external else tree.get("name", info.get("name", run.root.name))
     return RunResult(
         rel=rel,
         root=run.root,
-        name=str(tree.get("name", info.get("name", run.root.name))),
+        name=str(name),
         status=str(info.get("status", "unknown")),
         step=int(info.get("step", 0) or 0),
         steps=int(info.get("steps", config.get("train.steps", 0)) or 0),
         config=config,
         seed=int(config.get("seed", 0)),
         error=str(info.get("error") or ""),
+        external=external,
     )
+
+
+def _external_words(external: Any) -> str:
+    """An external entry's images in words ("" for a run of ours): the file, how many, whose protocol scored them."""
+    if not isinstance(external, dict):
+        return ""
+    images = Path(str(external.get("images", "?"))).name or "?"
+    count = external.get("count")
+    like = Path(str(external.get("like", "?"))).name or "?"
+    many = f", {count:,} images" if isinstance(count, int) else ""
+    return f"images made elsewhere ({images}{many}), scored as the samples of {like} would be"
 
 
 def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
@@ -229,8 +245,11 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
     if frame.empty:  # no finite value (a diverged run scored NaN): a run without evaluations
         return
     kinds = set(frame["generator"].astype(str))
-    if generator == "selected":  # the generator the run's recipe selects by (eval.select; EMA before that key)
-        generator = str(result.config.get("eval.select", "ema"))
+    if result.external:  # images made elsewhere: their rows are the only ones, whichever generator was asked for
+        generator = EXTERNAL
+    elif generator == "selected":  # the generator the run's recipe selects by (eval.select; EMA before that key)
+        has_ema = float(result.config.get("train.ema_decay", 1.0)) > 0  # without the key: as its rows say
+        generator = selected_generator(result.config.get("eval.select"), has_ema=has_ema)
     result.generator = generator if generator in kinds else ("raw" if "raw" in kinds else sorted(kinds)[0])
     frame = frame[frame["generator"].astype(str) == result.generator]
     checkpoints = frame["checkpoint"].astype(str)
@@ -275,6 +294,10 @@ def _read_metrics(run: RunDir, result: RunResult, generator: str) -> None:
             measurements.append(_measurement("checkpoint", label, at, step, rule, pool))
         if result.curves.empty:
             result.curves = after.sort_values("step", kind="stable")[["step", "metric", "value"]].reset_index(drop=True)
+    if result.external:  # one evaluation of a sample set: no curve over training, and its origin is its selection
+        result.curves = pd.DataFrame()
+        for measurement in measurements:
+            measurement.selection = result.external
     measurements.sort(key=Measurement.rank, reverse=True)
     result.measurements = measurements
     if measurements:

@@ -25,6 +25,7 @@ import pandas as pd
 from ganbench.metrics.fid import RANK_MARK, feature_dim, rank_deficiency_note
 from ganbench.report.collect import IN_TRAINING, RECORD_COLUMNS, Measurement, RunResult, _text, config_key, semantic
 from ganbench.report.papers import PaperNumbers, PaperProtocol, PaperValue
+from ganbench.store import EXTERNAL
 
 DATASETS = {
     "cifar10": "CIFAR-10",
@@ -445,6 +446,8 @@ def _versions(text: str) -> str:
 
 
 def generator_words(protocol: Protocol) -> str:
+    if protocol.generator == EXTERNAL:
+        return "samples read from files, not drawn from a generator of ours"
     if protocol.generator == "ema":
         return f"EMA generator (decay {protocol.ema_decay:g})"
     return "raw generator" + (" (no EMA in this recipe)" if protocol.ema_decay == 0 else "")
@@ -467,7 +470,9 @@ def training_words(protocol: Protocol) -> str:
 
 def describe(protocol: Protocol) -> str:
     """A footnote: generator, selection and training, without the evaluation's fields (those are in the appendix)."""
-    parts = [generator_words(protocol), selection_words(protocol), training_words(protocol)]
+    parts = [generator_words(protocol), selection_words(protocol)]
+    if protocol.generator != EXTERNAL:  # images made elsewhere were not trained by the recipe they are filed under
+        parts.append(training_words(protocol))
     return _sentences(parts) + f" Evaluation: protocol {protocol.id} (appendix)."
 
 
@@ -494,6 +499,8 @@ def protocol_entry(protocol: Protocol, evaluation: str) -> str:
     if protocol.generator == REAL_GENERATOR:
         return _sentences([f"evaluation {evaluation}", protocol.selection])
     parts = [f"evaluation {evaluation}", generator_words(protocol), selection_words(protocol)]
+    if protocol.generator == EXTERNAL:
+        return _sentences(parts)
     return _sentences([*parts, training_words(protocol)])
 
 
@@ -533,6 +540,8 @@ def paper_gaps(
     protocol: Protocol, paper: PaperProtocol | None, recipe_found: bool, metrics: Iterable[str]
 ) -> list[str]:
     """Where a cell's protocol departs from the paper's, in words; empty when the cell is comparable."""
+    if protocol.generator == EXTERNAL:  # never a paper cell, whatever else agrees
+        return ["images made elsewhere, not samples of a run of ours"]
     gaps: list[str] = []
     if not recipe_found:
         gaps.append(f"no paper recipe to compare the training with ({protocol.reference[0]})")
@@ -632,6 +641,16 @@ class _Group:
     gaps: list[str]
     dataset: str = ""
     values: dict[str, list[tuple[int, float, str]]] = field(default_factory=dict)
+    label: str = ""  # the row's label when not the method's: an external entry's name
+
+    @property
+    def row_label(self) -> str:
+        return self.label or method_label(self.method)
+
+    @property
+    def row_method(self) -> tuple[str, str]:
+        """(method, cr) of its row: an external entry's method is EXTERNAL, whatever recipe scored it."""
+        return (EXTERNAL, "") if self.label else split_key(self.method)
 
     def add(self, column: str, seed: int, value: float, run: str) -> None:
         self.values.setdefault(column, []).append((seed, value, run))
@@ -726,7 +745,9 @@ def _paper_groups(layout: Layout, runs: list[RunResult], papers: PaperNumbers, l
             gaps = paper_gaps(protocol, papers.protocols.get(dataset), reference_config is not None, layout.metrics)
             options.append((not gaps, measurement.rank(), protocol, gaps, measurement))
         comparable, _, protocol, gaps, measurement = max(options, key=lambda option: option[:2])
-        group = groups.setdefault((family, key, protocol), _Group(family, key, protocol, comparable, gaps, dataset))
+        group = groups.setdefault(
+            (family, key, protocol), _Group(family, key, protocol, comparable, gaps, dataset, label=_entry_label(run))
+        )
         for metric in layout.metrics:
             if metric in measurement.values:
                 group.add(f"{dataset}/{metric}", run.seed, measurement.values[metric].value, run.rel)
@@ -734,6 +755,11 @@ def _paper_groups(layout: Layout, runs: list[RunResult], papers: PaperNumbers, l
 
 
 REAL_GENERATOR = "real"
+
+
+def _entry_label(run: RunResult) -> str:
+    """The row label of an external entry (its name, marked), "" for a run of ours (labelled by its method)."""
+    return f"{run.name} ({EXTERNAL})" if run.external else ""
 
 
 def _real_cells(
@@ -977,11 +1003,11 @@ def _other_table(layout: Layout, groups: list[_Group]) -> Table | None:
             for column in columns
         ]
         seeds = sorted({seed for found in group.values.values() for seed, _, _ in found})
-        base, cr = split_key(group.method)
+        base, cr = group.row_method
         rows.append(
             Row(
                 GROUPS.get(group.block, group.block),
-                method_label(group.method),
+                group.row_label,
                 entries,
                 extra=[marker, ", ".join(map(str, seeds))],
                 block=group.block,
@@ -1051,7 +1077,15 @@ def generic_tables(runs: list[RunResult], seen: dict[str, Protocol] | None = Non
             key = method_key(run.config)
             cell = cells.setdefault(
                 (key, protocol),
-                _Group(str(run.get("model.arch", "")), key, protocol, False, [], str(run.get("data.name", ""))),
+                _Group(
+                    str(run.get("model.arch", "")),
+                    key,
+                    protocol,
+                    False,
+                    [],
+                    str(run.get("data.name", "")),
+                    label=_entry_label(run),
+                ),
             )
             for metric in metrics:
                 if metric in measurement.values:
@@ -1063,11 +1097,11 @@ def generic_tables(runs: list[RunResult], seen: dict[str, Protocol] | None = Non
             marker = markers(cell.protocol)
             entries = [Entry(ours=cell.stat(c.key, marker), protocol_id=cell.protocol.id) for c in columns]
             seeds = sorted({seed for found in cell.values.values() for seed, _, _ in found})
-            method, cr = split_key(cell.method)
+            method, cr = cell.row_method
             rows.append(
                 Row(
                     "",
-                    method_label(cell.method),
+                    cell.row_label,
                     entries,
                     extra=[", ".join(map(str, seeds))],
                     block=cell.block,
@@ -1146,7 +1180,8 @@ def runs_table(runs: list[RunResult]) -> Table:
         step = f"{run.step}/{run.steps}"
         chosen_at = "–" if run.selected_step is None else f"{run.selected_step} ({run.generator}, {run.selection_kind})"
         status = run.status + (f": {run.error}" if run.error else "")
-        extra = [run.name, method_label(method_key(run.config)), str(run.seed), status, step, chosen_at]
+        method = EXTERNAL if run.external else method_label(method_key(run.config))
+        extra = [run.name, method, str(run.seed), status, step, chosen_at]
         rows.append(Row(group="", label=run.rel, entries=entries, extra=extra, method=method_key(run.config)))
     return Table(
         key="runs",

@@ -21,9 +21,9 @@ from ganbench.devices import resolve_device
 from ganbench.errors import Diverged
 from ganbench.progress import NullProgress, Progress
 from ganbench.recipe import Recipe
-from ganbench.selection import rank, select_best
+from ganbench.selection import rank, select_best, selected_generator
 from ganbench.store import RunDir, RunInfo
-from ganbench.train import checkpoint, runinfo
+from ganbench.train import checkpoint, runinfo, tensorboard_events
 from ganbench.train.fast import StepRunner
 from ganbench.train.logs import History, LogQueue, gradient_probes, window_means
 from ganbench.train.samples import save_sheets, sheet_labels
@@ -31,6 +31,7 @@ from ganbench.train.signals import StopRequests
 from ganbench.train.state import TrainState, restore, save_checkpoint, snapshot
 from ganbench.train.step import TrainingStep
 from ganbench.train.stream import BatchStream, RealBatches, class_labels
+from ganbench.train.tensorboard_events import Events, open_events
 
 __all__ = ["Evaluator", "Trainer", "train"]
 
@@ -54,6 +55,7 @@ class Trainer(TrainingStep):
         self.device = resolve_device(recipe.train.device)
         self.evaluator_factory = evaluator_factory
         self.stop = StopRequests()  # Ctrl-C and SIGTERM finish the step, save it and stop
+        self.events = Events()  # TensorBoard's copy of the rows and sheets, opened by the run (rank 0 only)
 
     def _build(self) -> None:
         recipe, device, t = self.recipe, self.device, self.recipe.train
@@ -90,6 +92,8 @@ class Trainer(TrainingStep):
 
         One writer per run directory: the run holds its lock (RunDir.lock) from before its first write to the end.
         """
+        if self.recipe.train.tensorboard:
+            tensorboard_events.require()  # before anything is read or written
         existing = runinfo.check_run_dir(self.run_dir, self.recipe)  # a mismatched recipe: refused before the data
         if existing is not None and existing.get("status") == "finished":
             return existing
@@ -119,6 +123,8 @@ class Trainer(TrainingStep):
                 run.write_recipe(self.recipe)
             run.update_run(**runinfo.resumed_fields(self.recipe, self.device, existing, changed))
         try:
+            # opened once the history is cut back to the checkpoint: it drops its own points past it the same way
+            self.events = open_events(run, self.recipe.train.tensorboard, self.state.step, self.G_ema is not None)
             self._loop(evaluator)
         except KeyboardInterrupt:
             self._record_end(status="interrupted")
@@ -129,6 +135,8 @@ class Trainer(TrainingStep):
         except BaseException as err:
             self._record_end(status="failed", error=f"{type(err).__name__}: {err}".splitlines()[0][:500])
             raise
+        finally:
+            self.events.close()
         return run.update_run(
             status="finished", step=self.state.step, best=self.state.best, error=None, step_path=self.runner.path
         )
@@ -148,7 +156,9 @@ class Trainer(TrainingStep):
 
         def drain(wait: bool) -> None:
             """Finished log lines into the history; a non-finite loss stops the run as diverged."""
-            for row in history.take(log, wait):
+            rows = history.take(log, wait)
+            self.events.history(rows)
+            for row in rows:
                 self.progress.advance(0, loss_d=row["loss_d"], loss_g=row["loss_g"])
             self.state.wall_time = history.wall_time
 
@@ -182,6 +192,7 @@ class Trainer(TrainingStep):
             if t.sample_every and (step % t.sample_every == 0 or last):
                 sheet = (self.fixed_z, self.dataset, self.recipe.eval.bn_mode, self.fixed_labels)
                 save_sheets(run, step, self.G, self.G_ema, *sheet)
+                self.events.sheets(step)
                 periodic = True
             if step % t.checkpoint_every == 0 or last:
                 drain(wait=True)
@@ -213,8 +224,9 @@ class Trainer(TrainingStep):
         """Score the generators, and save best.pt when the selected one beats its best so far (ganbench.selection)."""
         rows = evaluator(step, self._generators())
         self.run_dir.append_metrics(rows)
+        self.events.metrics(rows)
         self.G.train()
-        select = self.recipe.eval.select if self.G_ema is not None else "raw"
+        select = selected_generator(self.recipe.eval.select, has_ema=self.G_ema is not None)
         choice, best = select_best(rows, select), self.state.best
         if choice is None:
             return
