@@ -736,20 +736,21 @@ def status(
     from ganbench import status as runs
 
     def work() -> None:
+        screen = Console(markup=False)  # the terminal's width now (the module's console may have fixed it at import)
         snapshot = runs.collect(results)
         if not watch:
-            console.print(runs.render(snapshot, console.width))
+            screen.print(runs.render(snapshot, screen.width))
             return
         import time
 
         from rich.live import Live
 
         try:
-            with Live(runs.render(snapshot, console.width), console=console, auto_refresh=False) as live:
+            with Live(runs.render(snapshot, screen.width), console=screen, auto_refresh=False) as live:
                 while snapshot.live:
                     time.sleep(interval)
                     snapshot = runs.collect(results)
-                    live.update(runs.render(snapshot, console.width), refresh=True)
+                    live.update(runs.render(snapshot, screen.width), refresh=True)
         except KeyboardInterrupt:  # watching stops; nothing was running under this command
             return
 
