@@ -340,6 +340,13 @@ class RunDir:
         prefix = "raw-" if generator == "raw" else ""
         return self.samples_dir / f"{prefix}step-{step:07d}.png"
 
+    def sample_steps(self) -> list[int]:
+        """The steps of the run's sample sheets (step-N.png), in order; none without a samples folder."""
+        if not self.samples_dir.is_dir():
+            return []
+        found = (re.fullmatch(r"step-(\d+)\.png", path.name) for path in self.samples_dir.iterdir())
+        return sorted(int(match.group(1)) for match in found if match)
+
     # Parquet tables
 
     def read_history(self) -> pd.DataFrame:

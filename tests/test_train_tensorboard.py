@@ -32,7 +32,6 @@ from ganbench.train.tensorboard_events import (
     TensorBoardWriteFailed,
     event_files,
     metric_tag,
-    sheet_steps,
     sheet_tag,
 )
 from tests.conftest import TINY_RECIPE
@@ -109,10 +108,10 @@ def assert_events_are_the_run(run: RunDir) -> None:
         assert [p.value for p in points] == pytest.approx(list(frame["value"]), rel=1e-6), tag
 
     assert sorted(tags["images"]) == [sheet_tag("ema"), sheet_tag("raw")]
-    assert sheet_steps(run) == [10, 20, 30, 40, 50, 60]
+    assert run.sample_steps() == [10, 20, 30, 40, 50, 60]
     for generator in ("ema", "raw"):
         images = events.Images(sheet_tag(generator))
-        assert [image.step for image in images] == sheet_steps(run), generator
+        assert [image.step for image in images] == run.sample_steps(), generator
         assert images[-1].encoded_image_string == run.sample_path(60, generator).read_bytes()
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,6 @@ RECORD_COLUMNS = frozenset(
         "time",
     }
 )
-_SAMPLE_FILE = re.compile(r"^step-(\d+)\.png$")
 IN_TRAINING = "in-training"
 # Protocol columns that differ between the metrics of one evaluation pass (IS's splits beside FID's nothing): the
 # rest of a row's protocol says which evaluation pass it belongs to.
@@ -365,17 +363,8 @@ def select_step(rows: pd.DataFrame) -> tuple[int | None, str]:
 
 
 def latest_sample(run: RunDir) -> tuple[Path | None, int | None]:
-    if not run.samples_dir.is_dir():
-        return None, None
-    found = []
-    for path in run.samples_dir.iterdir():
-        match = _SAMPLE_FILE.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    if not found:
-        return None, None
-    step, path = max(found)
-    return path, step
+    steps = run.sample_steps()
+    return (run.sample_path(steps[-1]), steps[-1]) if steps else (None, None)
 
 
 def _show(value: Any, limit: int = 40) -> str:

@@ -156,7 +156,7 @@ class TensorBoardEvents(Events):
         if not metrics.empty and "checkpoint" in metrics:
             kept = metrics[(metrics["checkpoint"] == IN_TRAINING) & (metrics["step"] <= step)]
             self.metrics(kept.to_dict("records"))
-        for sheet_step in sheet_steps(self.run):
+        for sheet_step in self.run.sample_steps():
             if sheet_step <= step:
                 self.sheets(sheet_step)
 
@@ -199,14 +199,6 @@ def sheet_files(run: RunDir, step: int, has_ema: bool) -> dict[str, Path]:
     if has_ema:
         return {"ema": run.sample_path(step), "raw": run.sample_path(step, "raw")}
     return {"raw": run.sample_path(step)}
-
-
-def sheet_steps(run: RunDir) -> list[int]:
-    """The steps of the sample sheets in the run directory, in order."""
-    if not run.samples_dir.is_dir():
-        return []
-    found = (re.fullmatch(r"step-(\d+)\.png", path.name) for path in run.samples_dir.iterdir())
-    return sorted(int(match.group(1)) for match in found if match)
 
 
 __all__ = [
