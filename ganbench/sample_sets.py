@@ -14,6 +14,7 @@ ones skipped, in the order of their paths.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -292,7 +293,7 @@ def _open_folder(folder: Path) -> ImageSet:
         content = path.read_bytes()
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + content)
         try:
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(content)) as image:  # the bytes just hashed, not a second read
                 found = image.size
         except UNREADABLE_IMAGE as err:
             raise MetricError(f"{option}: {path.relative_to(folder)} is not a readable image ({err})") from None
