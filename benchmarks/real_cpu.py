@@ -18,10 +18,11 @@ is a CPU-scale run, not the papers' protocol: its FIDs compare with each other, 
 with the papers' 50k-sample figures.
 
 Needs the FID trunk ($GANBENCH_INCEPTION_WEIGHTS) and the archive (data.root, $GANBENCH_CIFAR10_JPEG or
-$GANBENCH_SHARED_DATA). Writes `<out>/real_cpu.json` (settings, machine, wall times, every score), `real_cpu.csv`
-(one row per source, seed and step), `real_cpu.md` (FID and KID as a Markdown table) and `real_cpu.png` (FID
-against step per method, and each method's last sample sheet), rewriting them after every scored checkpoint so that
-a run cut short keeps what it measured.
+$GANBENCH_SHARED_DATA). Writes `<out>/real_cpu.json` (settings, machine, wall times, every score, the command
+lines that measured them), `real_cpu.csv` (one row per source, seed and step), `real_cpu.md` (FID and KID as a
+Markdown table) and `real_cpu.png` (FID against step per method, and each method's last sample sheet), rewriting them
+after every scored checkpoint so that a run cut short keeps what it measured. `--no-train --import-scores FILE ...`
+merges invocations run in parallel (for example more seeds of one method) without training or scoring anything new.
 
 The official code's checkpoints (`%06d.pt` files holding `net_G`, `000000.pt` being its G as initialised) are scored
 with the same evaluation: its CNN generator's tensors load into ganbench's `cnn32` generator by name, except its
@@ -39,6 +40,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -131,8 +133,9 @@ class Writer:
         self.args, self.settings = args, settings
         self.rows: list[dict[str, Any]] = []
         self.training: dict[str, dict[str, float]] = {}
-        self.sheets: dict[str, Path] = {}
+        self.sheets: dict[str, tuple[int, Path]] = {}  # method: (seed, its last raw-G sample sheet)
         self.floor: dict[str, Any] | None = None  # the same evaluation of real test-split images
+        self.commands: list[str] = []  # the invocations that measured a score here or in a merged document
         args.out.mkdir(parents=True, exist_ok=True)
 
     def has(self, source: str, method: str, seed: int, step: int) -> bool:
@@ -153,10 +156,17 @@ class Writer:
         for row in document.get("scores", []):
             if not self.has(row["source"], row["method"], row["seed"], row["step"]):
                 self.rows.append(row)
+        measured_by = document.get("commands")
+        if measured_by is None:  # written before the list was kept: its one command, unless it only merged
+            measured_by = [] if "--no-train" in document.get("command", "--no-train") else [document["command"]]
+        self.measured_by(*(portable_text(command) for command in measured_by))
         for name, figures in document.get("training", {}).items():
             self.training.setdefault(name, figures)
         if self.floor is None and document.get("real_test_images"):
             self.floor = document["real_test_images"]
+
+    def measured_by(self, *commands: str) -> None:
+        self.commands += [command for command in commands if command not in self.commands]
 
     def scored_generator(self, digest: str) -> tuple[dict[str, float], str] | None:
         """The scores of a generator with exactly these weights, if one was scored (at step 0 every method's G is
@@ -180,13 +190,21 @@ class Writer:
             "g_sha256": digest,
         }
         self.rows.append(row)
+        if "same_weights_as" not in scores:
+            self.measured_by(self.settings["command"])
         print(json.dumps(row), flush=True)
         self.write()
 
     def write(self) -> None:
         out = self.args.out
         self.rows.sort(key=lambda row: (row["source"], row["method"], row["seed"], row["step"]))
-        document = {**self.settings, "training": self.training, "real_test_images": self.floor, "scores": self.rows}
+        document = {
+            **self.settings,
+            "commands": self.commands,
+            "training": self.training,
+            "real_test_images": self.floor,
+            "scores": self.rows,
+        }
         (out / "real_cpu.json").write_text(json.dumps(document, indent=1) + "\n")
         columns = ["source", "method", "seed", "step", "fid", "kid_mean", "kid_std", "eval_wall_s"]
         with open(out / "real_cpu.csv", "w", newline="") as handle:
@@ -240,9 +258,19 @@ class Writer:
             steps, fids = zip(*sorted(points), strict=True)
             official = source != "ganbench"
             label = f"{'official GN-GAN code' if official else 'ganbench ' + method.upper()} seed {seed}"
-            style = "--" if official else "-"
-            colour = ("black", "dimgrey", "darkgrey")[seed % 3] if official else colours.get(method)
-            ax.plot(steps, fids, style, marker="o" if not official else "s", color=colour, label=label)
+            style = ":" if official else "-"
+            marker = ("s", "D", "P", "X")[seed % 4] if official else ("o", "^", "v", "<")[seed % 4]
+            colour = "dimgrey" if official else colours.get(method)
+            ax.plot(steps, fids, style, marker=marker, markersize=5, linewidth=1, color=colour, label=label)
+        spread: dict[int, list[float]] = {}  # the official seeds' range at each step: what "within its spread" means
+        for (source, _, _), points in curves.items():
+            for step, fid in points:
+                if source == "official":
+                    spread.setdefault(step, []).append(fid)
+        if len(next(iter(spread.values()), [])) > 1:
+            steps = sorted(spread)
+            low, high = [min(spread[t]) for t in steps], [max(spread[t]) for t in steps]
+            ax.fill_between(steps, low, high, color="grey", alpha=0.2, label="official code, range over its seeds")
         if self.floor is not None:
             label = f"{self.args.num_samples} real test images"
             ax.axhline(self.floor["fid"], color="grey", linestyle=":", label=label)
@@ -252,10 +280,10 @@ class Writer:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         ax.set_title("CIFAR-10 JPEG copy, standard CNN, CPU scale", fontsize=9)
-        for i, (name, path) in enumerate(sheets):
+        for i, (method, (seed, path)) in enumerate(sheets):
             sheet = fig.add_subplot(grid[0, 1 + i])
             sheet.imshow(mpimg.imread(path))
-            sheet.set_title(f"{name}, raw G, step {self.args.steps}", fontsize=9)
+            sheet.set_title(f"ganbench {method.upper()} seed {seed}, raw G, step {self.args.steps}", fontsize=9)
             sheet.axis("off")
         fig.tight_layout()
         fig.savefig(self.args.out / "real_cpu.png", dpi=110)
@@ -316,7 +344,9 @@ def main() -> None:
     )
     parser.add_argument("--score-only", action="store_true", help="score existing runs; train only missing ones")
     parser.add_argument(
-        "--no-train", action="store_true", help="train nothing: score the checkpoints that exist now, skip the rest"
+        "--no-train",
+        action="store_true",
+        help="train nothing: score the checkpoints that exist now, skip the rest (and every method/seed with no run)",
     )
     parser.add_argument(
         "--import-scores",
@@ -373,30 +403,30 @@ def main() -> None:
         values, took = score(evaluation(), generator)
         writer.add(source, method, seed, step, values, took, digest)
 
-    for method in methods:
-        for seed in seeds:
-            run_dir = args.runs / f"{method}-seed{seed}"
-            if not args.no_train:
-                run_dir, writer.training[f"{method}-seed{seed}"] = train(method, seed, args)
-            recipe = recipes.load(recipe_path(method), cpu_overrides(args, seed))
-            for step in eval_steps(args):
-                if step == 0:
-                    scored(
-                        "ganbench",
-                        method,
-                        seed,
-                        0,
-                        lambda r=recipe, m=method, s=seed: initial_generator(r, scratch / f"{m}-{s}"),
-                    )
-                else:
-                    scored("ganbench", method, seed, step, lambda d=run_dir, t=step: _trained_generator(d, t))
-            sheet = RunDir(run_dir).sample_path(args.steps, "raw")
-            if sheet.is_file():
-                writer.sheets[f"ganbench {method.upper()}"] = sheet
-            writer.write()
+    for method, seed in runs_to_score(methods, seeds, args):
+        run_dir = args.runs / f"{method}-seed{seed}"
+        if not args.no_train:
+            run_dir, writer.training[f"{method}-seed{seed}"] = train(method, seed, args)
+        recipe = recipes.load(recipe_path(method), cpu_overrides(args, seed))
+        for step in eval_steps(args):
+            if step == 0:
+                scored(
+                    "ganbench",
+                    method,
+                    seed,
+                    0,
+                    lambda r=recipe, m=method, s=seed: initial_generator(r, scratch / f"{m}-{s}"),
+                )
+            else:
+                scored("ganbench", method, seed, step, lambda d=run_dir, t=step: _trained_generator(d, t))
+        sheet = RunDir(run_dir).sample_path(args.steps, "raw")
+        if sheet.is_file():  # one sheet per method: its lowest seed's
+            writer.sheets.setdefault(method, (seed, sheet))
+        writer.write()
     if args.real_floor and writer.floor is None:
         values, took = real_floor(base, evaluation())
         writer.floor = {**values, "eval_wall_s": round(took, 1)}
+        writer.measured_by(settings["command"])
         print(json.dumps({"real test images": writer.floor}), flush=True)
         writer.write()
     for item in args.official:
@@ -405,6 +435,18 @@ def main() -> None:
         for step in eval_steps(args):
             scored("official", "gn", seed, step, lambda f=folder, t=step: _official_generator(base, Path(f), t))
     writer.write()
+
+
+def runs_to_score(methods: list[str], seeds: list[int], args: argparse.Namespace) -> list[tuple[str, int]]:
+    """Every method with every seed; under --no-train only the pairs that have a run directory, so that merging
+    runs of different seeds per method scores no step-0 G of a run that was never trained."""
+    pairs = [(method, seed) for method in methods for seed in seeds]
+    if not args.no_train:
+        return pairs
+    kept = [(m, s) for m, s in pairs if (args.runs / f"{m}-seed{s}" / "run.json").is_file()]
+    for method, seed in sorted(set(pairs) - set(kept)):
+        print(f"--no-train: no run {method}-seed{seed} under {args.runs}; not scored", flush=True)
+    return kept
 
 
 def _trained_generator(run_dir: Path, step: int) -> torch.nn.Module | None:
@@ -438,8 +480,16 @@ def portable_command(argv: list[str]) -> str:
             word = f"{name}=DIR"
         elif os.sep in word and not word.startswith("-"):
             word = "DIR"
+        elif not word:
+            word = '""'
         words.append(word)
     return " ".join(words)
+
+
+def portable_text(command: str) -> str:
+    """A command line recorded by another invocation with every absolute path written as DIR (`--methods ""` kept
+    as typed)."""
+    return re.sub(r"(^|[\s=])/\S+", r"\1DIR", command).replace("--methods  ", '--methods "" ')
 
 
 def _cpu_name() -> str:

@@ -104,3 +104,47 @@ def test_generators_share_scores_only_when_every_weight_and_buffer_is_equal(real
         tensor = other.state_dict()[name]
         tensor.view(-1)[0] += 1 if not tensor.is_floating_point() else 1e-6
         assert real_cpu.generator_digest(other) != real_cpu.generator_digest(first), name
+
+
+def test_merging_without_training_scores_only_runs_that_exist(real_cpu: ModuleType, tmp_path: Path) -> None:
+    """GN trained with seeds 0-2 and SN with seed 0 only: a --no-train merge over both methods and all three seeds
+    must not score SN seeds 1 and 2 (their step-0 G would enter the results as runs that never trained)."""
+    for name in ("gn-seed0", "gn-seed1", "gn-seed2", "sn-seed0"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text("{}")
+    (tmp_path / "sn-seed1").mkdir()  # a folder without run.json is not a run
+    args = real_cpu.argparse.Namespace(runs=tmp_path, no_train=True)
+    pairs = real_cpu.runs_to_score(["gn", "sn"], [0, 1, 2], args)
+    assert pairs == [("gn", 0), ("gn", 1), ("gn", 2), ("sn", 0)]
+    args.no_train = False  # training makes every pair
+    assert len(real_cpu.runs_to_score(["gn", "sn"], [0, 1, 2], args)) == 6
+
+
+def test_merged_results_keep_the_commands_that_measured_them(real_cpu: ModuleType, tmp_path: Path) -> None:
+    settings = {"command": "real_cpu.py --no-train --import-scores DIR", "overrides": ["x"], "eval_steps": [0, 8]}
+    args = real_cpu.argparse.Namespace(out=tmp_path / "out", num_samples=10, ref_num=20, steps=8)
+    writer = real_cpu.Writer(args, settings)
+    row = {"source": "ganbench", "method": "gn", "seed": 1, "step": 8, "fid": 1.0, "kid_mean": 0.0, "kid_std": 0.0}
+    measured = {**settings, "command": "real_cpu.py --methods gn --seeds 1", "scores": [row]}
+    merged_only = {**settings, "command": "real_cpu.py --no-train --import-scores DIR", "scores": []}
+    for i, document in enumerate((measured, merged_only, {**measured, "commands": ["a", "b"]})):
+        (tmp_path / f"{i}.json").write_text(real_cpu.json.dumps(document))
+        writer.merge(tmp_path / f"{i}.json")
+    assert writer.commands == ["real_cpu.py --methods gn --seeds 1", "a", "b"]
+    assert [r["seed"] for r in writer.rows] == [1]
+    writer.add("ganbench", "gn", 2, 0, {"fid": 2.0, "kid_mean": 0.0, "kid_std": 0.0, "same_weights_as": "x"}, 0, "d")
+    assert "real_cpu.py --no-train --import-scores DIR" not in writer.commands  # took over scores, measured nothing
+    writer.add("ganbench", "gn", 2, 8, {"fid": 2.0, "kid_mean": 0.0, "kid_std": 0.0}, 3.0, "e")
+    assert writer.commands[-1] == settings["command"]
+    with pytest.raises(SystemExit, match="other overrides"):
+        (tmp_path / "other.json").write_text(real_cpu.json.dumps({**measured, "overrides": ["y"]}))
+        writer.merge(tmp_path / "other.json")
+
+
+def test_recorded_commands_name_no_path_of_the_machine(real_cpu: ModuleType) -> None:
+    argv = ["/x/benchmarks/real_cpu.py", "--methods", "", "--official", "seed2=/tmp/o/seed2", "--out", "/tmp/r"]
+    assert real_cpu.portable_command(argv) == 'real_cpu.py --methods "" --official seed2=DIR --out DIR'
+    recorded = "real_cpu.py --methods  --official seed0=/tmp/o/s0 --import-scores /tmp/a.json --out /tmp/r --seeds 1"
+    assert real_cpu.portable_text(recorded) == (
+        'real_cpu.py --methods "" --official seed0=DIR --import-scores DIR --out DIR --seeds 1'
+    )
