@@ -4,7 +4,9 @@ the mark a FID from N ≤ D samples carries in the `eval` table, the metrics row
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -432,3 +434,17 @@ def test_report_cells_mark_fid_from_n_at_most_2048_with_a_footnote(tmp_path: Pat
     # With N > 2048 on both sides: no mark, no note.
     alone, _ = build_report(results, "markdown", None, recipe_dirs=[recipes], figures=False, only=[results / "n2049"])
     assert RANK_MARK not in alone and "rank-deficient" not in alone
+
+
+def test_report_csv_cells_carry_the_rank_note_of_fid_from_n_at_most_2048(tmp_path: Path) -> None:
+    results = _report_runs(tmp_path)
+    recipes = tmp_path / "no-recipes"
+    recipes.mkdir()
+    text, _ = build_report(results, "csv", None, recipe_dirs=[recipes], figures=False)
+    cells = list(csv.DictReader(io.StringIO(text)))
+    fid = [cell for cell in cells if cell["metric"] == "fid" and cell["mean"]]
+    notes = {cell["n"] + ":" + cell["note"] for cell in fid}
+    assert f"1:N=2048 generated ≤ 2048 features: {NOTE_WORDS}" in notes
+    assert f"1:N=64 reference ≤ 2048 features: {NOTE_WORDS}" in notes
+    assert "1:" in notes  # 2049 against 2100: no note
+    assert not any(cell["note"] for cell in cells if cell["metric"] != "fid")

@@ -355,6 +355,7 @@ CSV_COLUMNS = (
     "delta",
     "comparable",
     "protocol_id",
+    "note",  # why a FID from N ≤ D samples compares only at equal N (the other formats' RANK_MARK footnote)
 )
 
 
@@ -393,6 +394,7 @@ def csv_text(report: Report, warnings: list[str], empty: str, options: Options) 
                         _csv_number(entry.delta),
                         comparable if ours else "",
                         entry.protocol_id,
+                        ours.rank_note if ours else "",
                     ]
                 )
     return buffer.getvalue()
