@@ -137,7 +137,19 @@ METRIC_COLUMNS = (
     *(name for name in PROTOCOL_FIELDS if name != "generator"),
     "fingerprint",
 )
-_STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+_STEP_FILE = re.compile(r"step-(\d+)(\.[a-z]+)")  # a kept checkpoint (.pt) or a sample sheet (.png) of step N
+
+
+def _step_files(folder: Path, suffix: str) -> list[tuple[int, Path]]:
+    """The folder's step-N<suffix> files as (N, path), lowest N first; none without the folder."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.iterdir():
+        match = _STEP_FILE.fullmatch(path.name)
+        if match and match.group(2) == suffix:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -325,14 +337,7 @@ class RunDir:
 
     def step_checkpoints(self) -> list[tuple[int, Path]]:
         """The kept step-N.pt files, oldest first."""
-        if not self.checkpoints_dir.is_dir():
-            return []
-        found = []
-        for path in self.checkpoints_dir.iterdir():
-            match = _STEP_FILE.match(path.name)
-            if match:
-                found.append((int(match.group(1)), path))
-        return sorted(found)
+        return _step_files(self.checkpoints_dir, ".pt")
 
     def sample_path(self, step: int, generator: str = "ema") -> Path:
         """step-N.png for the sheet of the generator a run samples with (EMA-G when it has one), raw-step-N.png for
@@ -342,10 +347,7 @@ class RunDir:
 
     def sample_steps(self) -> list[int]:
         """The steps of the run's sample sheets (step-N.png), in order; none without a samples folder."""
-        if not self.samples_dir.is_dir():
-            return []
-        found = (re.fullmatch(r"step-(\d+)\.png", path.name) for path in self.samples_dir.iterdir())
-        return sorted(int(match.group(1)) for match in found if match)
+        return [step for step, _ in _step_files(self.samples_dir, ".png")]
 
     # Parquet tables
 
